@@ -1,0 +1,39 @@
+# The README's two commands: `make repro` (set up, then the whole pipeline) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 5000
+export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR = false
+
+.PHONY: setup repro test lint format ui screenshots bench results clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet uv==0.13.9
+	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements.lock
+	$(VENV)/bin/uv pip install --quiet --python $(PY) --no-deps -e .
+	touch $@
+
+repro: setup  ## download MNIST, train every model, evaluate, report
+	PATH=$(abspath $(VENV))/bin:$$PATH dvc repro
+
+test: setup  ## the whole test suite (unit + end-to-end dvc repro on a small subset)
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check pipeline tests && $(VENV)/bin/ruff format --check pipeline tests
+
+format: setup
+	$(VENV)/bin/ruff format pipeline tests && $(VENV)/bin/ruff check --fix pipeline tests
+
+ui: setup  ## MLflow UI on http://127.0.0.1:5000 against the embedded store
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow/mlflow.db) \
+	    --default-artifact-root $(abspath mlflow/artifacts) --host $(HOST) --port $(PORT)
+
+results: setup  ## copy reports/results.md (made by the report stage) into README.md
+	$(PY) -m pipeline.readme
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Reproducible MNIST classifier pipeline: DVC stages, Keras models, MLflow tracking."""

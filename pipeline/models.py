@@ -1,0 +1,94 @@
+"""Builders keyed by kind ("mlp", "cnn"): a params entry in, an uncompiled keras.Model out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+from keras import layers
+
+from pipeline.config import LayerSpec, ModelSpec
+from pipeline.errors import ConfigError, DataError
+
+
+def _output(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
+    # float32 softmax even under a mixed-precision policy, for numerically stable probabilities.
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+
+
+def build_mlp(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """Flatten, then Dense(units, relu) per `hidden` entry (with dropout if > 0), then softmax."""
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = layers.Flatten(name="flatten")(inputs)
+    for i, units in enumerate(spec.hidden):
+        x = layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
+        if spec.dropout > 0:
+            x = layers.Dropout(spec.dropout, name=f"dropout_{i}")(x)
+    return keras.Model(inputs, _output(x, num_classes), name=spec.name)
+
+
+def _check_fits(spec: ModelSpec, index: int, layer: LayerSpec, height: int, width: int) -> None:
+    """Refuse a window larger than its input, naming the model and the layer."""
+    window = layer.kernel if layer.type == "conv" else layer.size
+    if window > min(height, width):
+        raise ConfigError(
+            f"models.{spec.kind}.{spec.name}.layers.{index}: {layer.type} window {window} is "
+            f"larger than its {height}x{width} input"
+        )
+
+
+def build_cnn(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """The layer list as written (valid padding, relu), then softmax; Flatten added if missing."""
+    inputs = keras.Input(shape=input_shape, name="image")
+    x = inputs
+    height, width = input_shape[:2]
+    flat = False
+    for i, layer in enumerate(spec.layers):
+        if layer.type in ("conv", "pool"):
+            if flat:
+                raise ConfigError(
+                    f"models.{spec.kind}.{spec.name}.layers.{i}: {layer.type} after flatten/dense"
+                )
+            _check_fits(spec, i, layer, height, width)
+        if layer.type == "conv":
+            x = layers.Conv2D(layer.size, layer.kernel, activation="relu", name=f"conv_{i}")(x)
+            height, width = height - layer.kernel + 1, width - layer.kernel + 1
+        elif layer.type == "pool":
+            x = layers.MaxPooling2D(layer.size, name=f"pool_{i}")(x)
+            height, width = height // layer.size, width // layer.size
+        elif layer.type == "flatten":
+            x = layers.Flatten(name=f"flatten_{i}")(x)
+            flat = True
+        elif layer.type == "dense":
+            if not flat:
+                x = layers.Flatten(name=f"flatten_{i}")(x)
+                flat = True
+            x = layers.Dense(layer.size, activation="relu", name=f"dense_{i}")(x)
+        elif layer.type == "dropout":
+            x = layers.Dropout(spec.dropout, name=f"dropout_{i}")(x)
+    if not flat:
+        x = layers.Flatten(name="flatten")(x)
+    return keras.Model(inputs, _output(x, num_classes), name=spec.name)
+
+
+BUILDERS: dict[str, Callable[[ModelSpec, tuple[int, ...], int], keras.Model]] = {
+    "mlp": build_mlp,
+    "cnn": build_cnn,
+}
+
+
+def build_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """The uncompiled Functional model for `spec` (input `input_shape`, e.g. (28, 28, 1))."""
+    return BUILDERS[spec.kind](spec, input_shape, num_classes)
+
+
+def load_model(path: Path) -> keras.Model:
+    """Load a trained model with Keras' safe mode (no arbitrary code from the file)."""
+    if not path.is_file():
+        raise DataError(f"{path}: no trained model here; run `dvc repro` to train it")
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as error:  # noqa: BLE001 - Keras raises many types for a corrupt file
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"{path}: not a loadable Keras model ({reason[:300]})") from None

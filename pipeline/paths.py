@@ -1,0 +1,36 @@
+"""Every path the pipeline reads or writes, derived from one ROOT."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PARAMS = ROOT / "params.yaml"
+DVC_LOCK = ROOT / "dvc.lock"
+
+RAW_DIR = ROOT / "data" / "raw"
+PROCESSED_DIR = ROOT / "data" / "processed"
+DATASET = PROCESSED_DIR / "dataset.npz"
+
+MODELS_DIR = ROOT / "models"
+CHECKPOINTS_DIR = ROOT / "checkpoints"  # not a DVC output, so an interrupted fit can resume
+
+REPORTS_DIR = ROOT / "reports"
+MODEL_REPORTS_DIR = REPORTS_DIR / "models"
+REPORT_FIGURES_DIR = REPORTS_DIR / "figures"
+
+MLFLOW_DIR = ROOT / "mlflow"
+
+
+def model_file(name: str) -> Path:
+    """The trained Keras model of `name`."""
+    return MODELS_DIR / f"{name}.keras"
+
+
+def model_reports(name: str) -> Path:
+    """Folder of the files the train and evaluate stages write about `name`."""
+    return MODEL_REPORTS_DIR / name
+
+
+def checkpoint_dir(name: str) -> Path:
+    """Keras BackupAndRestore folder of `name`; survives `dvc repro` deleting outputs."""
+    return CHECKPOINTS_DIR / name

@@ -1,0 +1,67 @@
+"""Where a result came from: git commit, dirty tree, DVC experiment, data and model hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+from pipeline.paths import ROOT
+
+# dvc.lock changes while `dvc repro` runs; it is DVC's record, not a source edit.
+_NOT_SOURCE = {"dvc.lock"}
+
+
+def file_md5(path: Path) -> str:
+    """MD5 of a file's bytes: the hash DVC records for a single-file output."""
+    digest = hashlib.md5()  # noqa: S324 - not for security; it is DVC's content hash
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout
+
+
+def git_tags() -> dict[str, str]:
+    """The commit the code came from and whether tracked sources differ from it."""
+    commit = os.environ.get("DVC_EXP_BASELINE_REV") or (_git("rev-parse", "HEAD") or "").strip()
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    changed = [line[3:] for line in (status or "").splitlines() if line[3:] not in _NOT_SOURCE]
+    tags = {"git.commit": commit or "unknown", "git.dirty": str(bool(changed)).lower()}
+    if changed:
+        tags["git.changed_files"] = ", ".join(changed)[:1000]
+    return tags
+
+
+def dvc_tags() -> dict[str, str]:
+    """The DVC experiment this process runs in, if any (`dvc exp run` sets these)."""
+    tags = {}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.experiment"] = os.environ["DVC_EXP_NAME"]
+    if os.environ.get("DVC_EXP_BASELINE_REV"):
+        tags["dvc.baseline_rev"] = os.environ["DVC_EXP_BASELINE_REV"]
+    return tags
+
+
+def committed_text(path: Path) -> str | None:
+    """The content of `path` (inside the repo) at HEAD, or None if it is not committed."""
+    return _git("show", f"HEAD:{path.relative_to(ROOT).as_posix()}")

@@ -1,0 +1,206 @@
+"""The comparison of all models: collect per-model results, build the table, render md/HTML."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import platform
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from pipeline.config import ModelSpec
+
+DIGIT_COLUMNS = [str(d) for d in range(10)]
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """What the train and evaluate stages wrote about one model (None where a file is missing)."""
+
+    spec: ModelSpec
+    train: Mapping | None
+    metrics: Mapping | None
+    per_digit: pd.DataFrame | None
+    history: pd.DataFrame | None
+
+
+def _read_json(path: Path) -> Mapping | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError):
+        return None
+
+
+def load_results(specs: Mapping[str, ModelSpec], reports_dir: Path) -> list[ModelResult]:
+    """Read every model's train.json, metrics.json, per_digit.csv and history.csv."""
+    return [
+        ModelResult(
+            spec,
+            _read_json(reports_dir / name / "train.json"),
+            _read_json(reports_dir / name / "metrics.json"),
+            _read_csv(reports_dir / name / "per_digit.csv"),
+            _read_csv(reports_dir / name / "history.csv"),
+        )
+        for name, spec in specs.items()
+    ]
+
+
+def comparison_table(
+    results: Sequence[ModelResult], baseline: Mapping[str, float] | None = None
+) -> pd.DataFrame:
+    """One row per model; test-accuracy delta against `baseline` (e.g. HEAD's metrics)."""
+    rows = []
+    for result in results:
+        spec, train, metrics = result.spec, result.train or {}, result.metrics or {}
+        test_accuracy = metrics.get("test_accuracy")
+        row = {
+            "model": spec.name,
+            "kind": spec.kind,
+            "source": spec.source,
+            "parameters": train.get("parameters"),
+            "epochs": train.get("epochs"),
+            "train_seconds": train.get("train_seconds"),
+            "val_accuracy": train.get("val_accuracy"),
+            "test_accuracy": test_accuracy,
+            "target": spec.target_accuracy,
+            "meets_target": None if test_accuracy is None else test_accuracy >= spec.target_accuracy,
+            "reported": spec.reported_accuracy,
+            "worst_digit": metrics.get("worst_digit"),
+            "worst_digit_accuracy": metrics.get("worst_digit_accuracy"),
+            "top_confusion": metrics.get("top_confusion"),
+            "status": "ok" if train and metrics else "missing results",
+        }
+        if baseline is not None:
+            before = baseline.get(spec.name)
+            row["delta_vs_head"] = (
+                None if before is None or test_accuracy is None else test_accuracy - before
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def per_digit_matrix(results: Sequence[ModelResult]) -> pd.DataFrame:
+    """Test accuracy per digit, models as rows and digits 0-9 as columns."""
+    rows = {
+        r.spec.name: r.per_digit.set_index("digit")["accuracy"].rename(str)
+        for r in results
+        if r.per_digit is not None
+    }
+    frame = pd.DataFrame(rows).T
+    return frame.reindex(columns=DIGIT_COLUMNS) if not frame.empty else frame
+
+
+def champion(table: pd.DataFrame) -> str | None:
+    """The model with the best test accuracy (first in table order on a tie), or None."""
+    scored = table.dropna(subset=["test_accuracy"])
+    if scored.empty:
+        return None
+    return str(scored.loc[scored["test_accuracy"].astype(float).idxmax(), "model"])
+
+
+def machine_description() -> str:
+    """CPU model, cores, memory and OS of this machine, for the results table."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = ""
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        memory = f", {pages / 2**30:.0f} GiB RAM"
+    except (ValueError, OSError):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}"
+
+
+def _display(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as people read it: percentages, seconds, names."""
+    shown = pd.DataFrame({"model": table["model"], "kind": table["kind"]})
+    shown["params"] = table["parameters"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}")
+    shown["epochs"] = table["epochs"].map(lambda v: "" if pd.isna(v) else str(int(v)))
+    shown["train time"] = table["train_seconds"].map(lambda v: "" if pd.isna(v) else f"{v:.0f} s")
+    percent = lambda v: "" if v is None or pd.isna(v) else f"{100 * float(v):.2f}%"  # noqa: E731
+    shown["val acc"] = table["val_accuracy"].map(percent)
+    shown["test acc"] = table["test_accuracy"].map(percent)
+    if "delta_vs_head" in table:
+        shown["Δ vs HEAD"] = table["delta_vs_head"].map(
+            lambda v: "" if v is None or pd.isna(v) else f"{100 * float(v):+.2f} pp"
+        )
+    shown["target"] = [
+        f"{100 * t:.2f}% {'✓' if m else ('✗' if m is not None and not pd.isna(m) else '')}"
+        for t, m in zip(table["target"], table["meets_target"], strict=True)
+    ]
+    shown["worst digit"] = [
+        "" if pd.isna(d) else f"{int(d)} ({100 * float(a):.1f}%)"
+        for d, a in zip(table["worst_digit"], table["worst_digit_accuracy"], strict=True)
+    ]
+    shown["top confusion"] = table["top_confusion"].fillna("")
+    shown["source (reported)"] = [
+        f"{s} ({100 * r:.2f}%)" for s, r in zip(table["source"], table["reported"], strict=True)
+    ]
+    shown.loc[table["status"] != "ok", "test acc"] = "missing"
+    return shown
+
+
+def results_markdown(table: pd.DataFrame, when: str, machine: str) -> str:
+    """The comparison table in Markdown, headed by when and where it was measured."""
+    return (
+        f"Measured {when} on {machine}.\n\n"
+        + _display(table).to_markdown(index=False, disable_numparse=True)
+        + "\n"
+    )
+
+
+def markdown_report(
+    table: pd.DataFrame, figures: Mapping[str, str], when: str, machine: str, champion_name: str | None
+) -> str:
+    """reports/report.md: the table, the champion and the figures (relative paths)."""
+    lines = ["# MNIST architecture comparison", "", results_markdown(table, when, machine)]
+    if champion_name:
+        lines.append(f"Champion (best test accuracy): **{champion_name}**")
+    for title, path in figures.items():
+        lines += ["", f"## {title}", "", f"![{title}]({path})"]
+    return "\n".join(lines) + "\n"
+
+
+def html_report(
+    table: pd.DataFrame, figures: Mapping[str, bytes], when: str, machine: str, champion_name: str | None
+) -> str:
+    """A self-contained HTML page (figures inlined) that opens offline."""
+    body = [
+        "<h1>MNIST architecture comparison</h1>",
+        f"<p>Measured {html.escape(when)} on {html.escape(machine)}.</p>",
+        _display(table).to_html(index=False, border=0, classes="results"),
+    ]
+    if champion_name:
+        body.append(f"<p>Champion (best test accuracy): <b>{html.escape(champion_name)}</b></p>")
+    for title, png in figures.items():
+        data = base64.b64encode(png).decode()
+        body += [f"<h2>{html.escape(title)}</h2>", f'<img alt="{html.escape(title)}" '
+                 f'src="data:image/png;base64,{data}">']
+    style = (
+        "body{font-family:sans-serif;max-width:1200px;margin:2em auto}"
+        "table.results{border-collapse:collapse}"
+        "table.results td,table.results th{padding:4px 8px;border-bottom:1px solid #ddd}"
+        "img{max-width:100%}"
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>MNIST comparison</title>"
+        f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
+    )

@@ -1,0 +1,1 @@
+"""One module per dvc.yaml stage, each a short recipe of calls into the package."""

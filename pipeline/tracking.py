@@ -1,0 +1,316 @@
+"""MLflow behind one door: the only module that imports mlflow.
+
+The tracking URI is `MLFLOW_TRACKING_URI` if set, else the embedded store
+`sqlite:///<workspace>/mlflow/mlflow.db` with artifacts in `<workspace>/mlflow/artifacts`, where
+the workspace is the repository, also when DVC runs an experiment in a temporary copy of it.
+A logging call that fails (a tracking server that died) is recorded, not fatal at once: the stage
+saves its local outputs first and then reports which logging failed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+import requests
+from filelock import FileLock
+from matplotlib.figure import Figure
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
+
+from pipeline.config import TrackingConfig
+from pipeline.errors import TrackingError
+from pipeline.paths import MLFLOW_DIR, ROOT
+
+log = logging.getLogger(__name__)
+
+# MLflow caps one param value at 6000 characters and one batch at 100 params.
+_PARAM_VALUE_LIMIT = 6000
+_PARAM_BATCH = 100
+
+
+def workspace_root() -> Path:
+    """The repository whose store runs belong in.
+
+    DVC sets DVC_ROOT to the workspace, also for `dvc exp run --temp/--queue`, which run the
+    stages in a temporary copy of the repository.
+    """
+    return Path(os.environ.get("DVC_ROOT") or ROOT)
+
+
+def store_dir() -> Path:
+    """The embedded store's folder (`mlflow/` at the workspace root)."""
+    return workspace_root() / MLFLOW_DIR.relative_to(ROOT)
+
+
+def tracking_uri() -> str:
+    """`MLFLOW_TRACKING_URI` if set, else the embedded SQLite store of the workspace."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    if uri:
+        return uri
+    # A generous SQLite busy timeout: parallel queued experiments write to the same file.
+    return f"sqlite:///{store_dir() / 'mlflow.db'}?timeout=60"
+
+
+def _check_reachable(uri: str) -> None:
+    if uri.startswith(("http://", "https://")):
+        try:
+            requests.get(f"{uri.rstrip('/')}/health", timeout=5).raise_for_status()
+        except requests.RequestException as error:
+            reason = type(error).__name__
+            raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason})") from None
+
+
+def connect(config: TrackingConfig) -> str:
+    """Point MLflow at the store, create the experiment if needed; return its id."""
+    uri = tracking_uri()
+    _check_reachable(uri)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    mlflow.set_tracking_uri(uri)
+    try:
+        if uri.startswith("sqlite:"):
+            store = store_dir()
+            (store / "artifacts").mkdir(parents=True, exist_ok=True)
+            # One process at a time creates the schema and the experiment.
+            with FileLock(store / ".init.lock", timeout=300):
+                return _experiment_id(config.experiment, (store / "artifacts").as_uri())
+        return _experiment_id(config.experiment, None)
+    except TrackingError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any store fault becomes one line naming the URI
+        raise TrackingError(f"MLflow tracking store {uri}: {_one_line(error)}") from None
+
+
+def _experiment_id(name: str, artifact_location: str | None) -> str:
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}"[:500]
+
+
+class TrackedRun:
+    """One MLflow run; each logging call that fails is remembered and reported at the end."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.failures: list[str] = []
+        self._client = MlflowClient()
+
+    def _guard(self, what: str, function: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except Exception as error:  # noqa: BLE001 - logging must never lose the local results
+            self.failures.append(f"{what} ({_one_line(error)})")
+            log.warning("MLflow %s failed: %s", what, _one_line(error))
+            return None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Log params, values cut to MLflow's length limit."""
+        items = [(k, str(v)[:_PARAM_VALUE_LIMIT]) for k, v in params.items()]
+        existing = self._guard("read params", lambda: self._client.get_run(self.run_id).data.params)
+        items = [(k, v) for k, v in items if (existing or {}).get(k) != v]
+        for start in range(0, len(items), _PARAM_BATCH):
+            batch = [mlflow.entities.Param(k, v) for k, v in items[start : start + _PARAM_BATCH]]
+            self._guard("log_params", self._client.log_batch, self.run_id, params=batch)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        """Log metrics in one batch (step = epoch for curves)."""
+        values = {k: float(v) for k, v in metrics.items()}
+        self._guard(f"log_metrics step {step}", mlflow.log_metrics, values, step=step,
+                    run_id=self.run_id)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set run tags."""
+        batch = [mlflow.entities.RunTag(k, str(v)) for k, v in tags.items()]
+        self._guard("set_tags", self._client.log_batch, self.run_id, tags=batch)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        """Log a text artifact."""
+        self._guard(f"log_text {artifact_file}", self._client.log_text, self.run_id, text,
+                    artifact_file)
+
+    def log_figure(self, figure: Figure, artifact_file: str) -> None:
+        """Log a matplotlib figure as a PNG artifact."""
+        self._guard(f"log_figure {artifact_file}", self._client.log_figure, self.run_id, figure,
+                    artifact_file)
+
+    def log_table(self, table: pd.DataFrame, artifact_file: str) -> None:
+        """Log a DataFrame as an MLflow table (viewable in the UI's artifact view)."""
+        self._guard(f"log_table {artifact_file}", self._client.log_table, self.run_id, table,
+                    artifact_file)
+
+    def log_artifact(self, path: Path, artifact_dir: str | None = None) -> None:
+        """Log a local file or folder as artifacts."""
+        log_fn = self._client.log_artifacts if path.is_dir() else self._client.log_artifact
+        self._guard(f"log_artifact {path.name}", log_fn, self.run_id, str(path), artifact_dir)
+
+    def log_keras_model(self, model: keras.Model, sample: np.ndarray) -> str | None:
+        """Log the model in MLflow's Keras flavour with an input signature; return its URI."""
+
+        def _log() -> str:
+            signature = mlflow.models.infer_signature(sample, model.predict(sample, verbose=0))
+            info = mlflow.keras.log_model(
+                model,
+                name="model",
+                signature=signature,
+                pip_requirements=_model_requirements(),
+            )
+            return info.model_uri
+
+        with _active(self.run_id):
+            uri = self._guard("log_model", _log)
+        if uri:
+            self.set_tags({"pipeline.model_uri": uri})
+        return uri
+
+    def raise_failures(self) -> None:
+        """Raise one TrackingError naming every logging call that failed."""
+        if self.failures:
+            raise TrackingError(
+                f"MLflow logging to {tracking_uri()} failed for run {self.run_id}: "
+                + "; ".join(self.failures)
+                + " (local outputs were written)"
+            )
+
+
+def _model_requirements() -> list[str]:
+    # Pinned explicitly: MLflow's requirement inference starts a subprocess and costs seconds.
+    import tensorflow as tf
+
+    return [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}",
+            f"mlflow=={mlflow.__version__}"]
+
+
+@contextmanager
+def _active(run_id: str) -> Iterator[None]:
+    """Make `run_id` the fluent API's active run for the block (model logging needs one)."""
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        yield
+        return
+    try:
+        mlflow.start_run(run_id=run_id)
+    except Exception as error:  # noqa: BLE001
+        log.warning("MLflow start_run %s failed: %s", run_id, _one_line(error))
+        yield
+        return
+    try:
+        yield
+    finally:
+        try:
+            mlflow.end_run()
+        except Exception as error:  # noqa: BLE001
+            log.warning("MLflow end_run failed: %s", _one_line(error))
+
+
+@contextmanager
+def start_run(
+    experiment_id: str, run_name: str, tags: Mapping[str, Any], run_id: str | None = None
+) -> Iterator[TrackedRun]:
+    """Open (or reopen, with `run_id`) a run; end it FINISHED, FAILED or KILLED (Ctrl-C/SIGTERM)."""
+    client = MlflowClient()
+    try:
+        if run_id is None:
+            run = client.create_run(experiment_id, run_name=run_name,
+                                    tags={k: str(v) for k, v in tags.items()})
+            run_id = run.info.run_id
+        else:
+            client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+    except Exception as error:  # noqa: BLE001
+        raise TrackingError(f"MLflow {tracking_uri()}: cannot open a run ({_one_line(error)})") \
+            from None
+    tracked = TrackedRun(run_id)
+    if tags:
+        tracked.set_tags(tags)
+    status = "FAILED"
+    try:
+        yield tracked
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        tracked._guard(f"end run as {status}", client.set_terminated, run_id, status)
+
+
+def find_run(experiment_id: str, tags: Mapping[str, str]) -> str | None:
+    """The newest run whose tags equal `tags`, or None."""
+    clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    try:
+        runs = MlflowClient().search_runs(
+            [experiment_id], filter_string=clauses, order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+    except Exception as error:  # noqa: BLE001
+        raise TrackingError(f"MLflow {tracking_uri()}: search failed ({_one_line(error)})") \
+            from None
+    return runs[0].info.run_id if runs else None
+
+
+def run_status(run_id: str) -> str | None:
+    """The status of `run_id` (RUNNING, FINISHED, KILLED...), or None if it does not exist."""
+    try:
+        return MlflowClient().get_run(run_id).info.status
+    except Exception:  # noqa: BLE001 - a run that cannot be read is one we cannot continue
+        return None
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Logs every number in an epoch's logs to the run, step = epoch number (1-based)."""
+
+    def __init__(self, run: TrackedRun) -> None:
+        super().__init__()
+        self.run = run
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        numbers = {k: v for k, v in (logs or {}).items() if isinstance(v, int | float)}
+        self.run.log_metrics(numbers, step=epoch + 1)
+
+
+def model_summary(model: keras.Model) -> str:
+    """The Keras summary as text."""
+    lines: list[str] = []
+    model.summary(print_fn=lambda line, **_: lines.append(line))
+    return "\n".join(lines)
+
+
+def register_champion(registered_name: str, run_id: str, alias: str = "champion") -> str | None:
+    """Register the model logged by `run_id` and point `alias` at it; return the version."""
+    client = MlflowClient()
+    try:
+        run = client.get_run(run_id)
+        model_uri = run.data.tags.get("pipeline.model_uri")
+        if not model_uri:
+            log.warning("run %s logged no model; nothing to register", run_id)
+            return None
+        try:
+            current = client.get_model_version_by_alias(registered_name, alias)
+        except Exception:  # noqa: BLE001 - no such model or alias yet
+            current = None
+        if current is not None and current.tags.get("pipeline.model_uri") == model_uri:
+            return current.version
+        version = mlflow.register_model(model_uri, registered_name, tags={
+            "pipeline.model": run.data.tags.get("pipeline.model", ""),
+            "pipeline.model_uri": model_uri, "pipeline.run_id": run_id,
+        })
+        client.set_registered_model_alias(registered_name, alias, version.version)
+        return version.version
+    except Exception as error:  # noqa: BLE001
+        raise TrackingError(
+            f"MLflow {tracking_uri()}: registering {registered_name}@{alias} failed "
+            f"({_one_line(error)})"
+        ) from None

@@ -1,0 +1,144 @@
+"""compile_and_fit(): optimiser, schedule and model.fit, resumable after an interruption.
+
+An interrupted fit resumes from its last completed epoch: Keras BackupAndRestore keeps its state
+in checkpoints/<model>/<fingerprint>/, a folder DVC does not delete, keyed by everything that
+determines the weights, so a changed parameter never resumes a stale training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+from pipeline.config import ModelSpec, RunnerConfig, TrainConfig
+
+
+def fingerprint(spec: ModelSpec, seed: int, runner: RunnerConfig, data_md5: str) -> str:
+    """A short hash of everything that determines the trained weights."""
+    key = {"spec": asdict(spec), "seed": seed, "runner": asdict(runner), "data": data_md5}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class Checkpoint:
+    """The resumable state of one training: Keras backup, epoch history, MLflow run id."""
+
+    def __init__(self, model_dir: Path, key: str) -> None:
+        self.model_dir = model_dir
+        self.dir = model_dir / key
+        self.backup = self.dir / "backup"
+        self.history = self.dir / "history.csv"
+        self._run_id_file = self.dir / "mlflow_run_id"
+
+    def resuming(self) -> bool:
+        """True if an earlier training with the same fingerprint stopped after some epochs."""
+        return self.backup.is_dir() and any(self.backup.iterdir())
+
+    def start(self) -> None:
+        """Prepare the folder; forget other fingerprints' and a finished training's leftovers."""
+        if self.model_dir.is_dir():
+            for other in self.model_dir.iterdir():
+                if other != self.dir:
+                    shutil.rmtree(other, ignore_errors=True)
+        if not self.resuming():
+            shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def run_id(self) -> str | None:
+        """The MLflow run of the interrupted training, if any."""
+        if self.resuming() and self._run_id_file.is_file():
+            return self._run_id_file.read_text().strip() or None
+        return None
+
+    def save_run_id(self, run_id: str) -> None:
+        """Remember the MLflow run so a resumed training continues it."""
+        self._run_id_file.write_text(run_id)
+
+    def clear(self) -> None:
+        """Delete the state once the training has completed and its outputs are written."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def read_history(self) -> pd.DataFrame:
+        """Every completed epoch so far (1-based `epoch`), across interruptions."""
+        if not self.history.is_file() or self.history.stat().st_size == 0:
+            return pd.DataFrame()
+        history = pd.read_csv(self.history)
+        history["epoch"] = history["epoch"].astype(int) + 1
+        # An epoch redone after a kill between its CSV row and its backup appears twice.
+        return history.drop_duplicates("epoch", keep="last").reset_index(drop=True)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Adds `epoch_seconds` (wall time of the epoch) to each epoch's logs."""
+
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+        if logs is not None:
+            logs["epoch_seconds"] = time.perf_counter() - self._start
+
+
+def _optimizer(train: TrainConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    rate: float | keras.optimizers.schedules.LearningRateSchedule = train.learning_rate
+    if train.lr_schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(
+            train.learning_rate, decay_steps=train.epochs * steps_per_epoch
+        )
+    if train.optimizer == "sgd":
+        return keras.optimizers.SGD(rate, momentum=0.9)
+    if train.optimizer == "rmsprop":
+        return keras.optimizers.RMSprop(rate)
+    return keras.optimizers.Adam(rate)
+
+
+def steps_per_epoch(train_size: int, batch_size: int) -> int:
+    """Batches per epoch (the last one may be partial)."""
+    return -(-train_size // batch_size)
+
+
+def compile_model(
+    model: keras.Model, train: TrainConfig, train_size: int, jit_compile: bool
+) -> None:
+    """Compile with the configured optimiser and schedule, sparse cross-entropy and accuracy."""
+    model.compile(
+        optimizer=_optimizer(train, steps_per_epoch(train_size, train.batch_size)),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=jit_compile,
+    )
+
+
+def fit(
+    model: keras.Model,
+    dataset: Mapping[str, np.ndarray],
+    train: TrainConfig,
+    checkpoint: Checkpoint,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> pd.DataFrame:
+    """Fit for `train.epochs` (resuming if the checkpoint holds some) and return every epoch."""
+    model.fit(
+        dataset["x_train"],
+        dataset["y_train"],
+        validation_data=(dataset["x_val"], dataset["y_val"]),
+        epochs=train.epochs,
+        batch_size=train.batch_size,
+        shuffle=True,
+        verbose=2,
+        callbacks=[
+            EpochTimer(),
+            keras.callbacks.CSVLogger(str(checkpoint.history), append=True),
+            keras.callbacks.BackupAndRestore(str(checkpoint.backup), delete_checkpoint=False),
+            *callbacks,
+        ],
+    )
+    return checkpoint.read_history()
