@@ -1,0 +1,445 @@
+"""Tests of pipeline.config: the real params.yaml loads, and every fault names its dotted key."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from pipeline import paths
+from pipeline.config import LayerSpec, Params, flatten, load_params, parse_params
+from pipeline.errors import ConfigError
+
+RAW = yaml.safe_load(paths.PARAMS.read_text())
+MLP_NAMES = {"mlp_c_5x30", "mlp_d_784", "mlp_e_128"}
+CNN_NAMES = {"cnn_a_32_64", "cnn_b_64_dense", "cnn_c_20_40_60", "cnn_d_32", "cnn_d_30_15"}
+DELETE = object()  # marks a key to remove instead of set
+BAD_LAYER = "must be dropout, flatten, {conv: N, kernel: K}, {pool: N} or {dense: N}"
+
+
+def mutated(dotted: str, value: Any) -> dict[str, Any]:
+    """A deep copy of the real params with `dotted` (list indexes as digits) set or deleted."""
+    raw = copy.deepcopy(RAW)
+    *parents, last = dotted.split(".")
+    node: Any = raw
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    index: Any = int(last) if isinstance(node, list) else last
+    if value is DELETE:
+        del node[index]
+    else:
+        node[index] = copy.deepcopy(value)
+    return raw
+
+
+def config_error(raw: Any) -> str:
+    with pytest.raises(ConfigError) as info:
+        parse_params(raw)
+    return str(info.value)
+
+
+@pytest.fixture(scope="module")
+def params() -> Params:
+    return load_params()
+
+
+# ---------------------------------------------------------------------------- the real file
+
+
+def test_real_params_load_with_models_grouped_by_kind(params: Params) -> None:
+    kinds = {name: spec.kind for name, spec in params.models.items()}
+    assert kinds == {**dict.fromkeys(MLP_NAMES, "mlp"), **dict.fromkeys(CNN_NAMES, "cnn")}
+    assert all(spec.name == name for name, spec in params.models.items())
+    assert params.seed == RAW["seed"]
+    assert params.train.learning_rate == RAW["train"]["learning_rate"]
+    assert type(params.train.learning_rate) is float
+    assert params.data.image_shape == (28, 28) and params.data.num_classes == 10
+    assert params.model("mlp_c_5x30").hidden == (30, 30, 30, 30, 30)
+    assert params.model("mlp_c_5x30").layers == ()
+    assert params.model("cnn_a_32_64").hidden == ()
+    assert params.model("cnn_a_32_64").dropout == RAW["models"]["cnn"]["cnn_a_32_64"]["dropout"]
+    assert params.model("cnn_a_32_64").layers == (
+        LayerSpec("conv", 32, 3),
+        LayerSpec("pool", 2),
+        LayerSpec("conv", 64, 3),
+        LayerSpec("pool", 2),
+        LayerSpec("flatten"),
+        LayerSpec("dropout"),
+    )
+
+
+def test_params_are_immutable(params: Params) -> None:
+    assert isinstance(params.models, types.MappingProxyType)
+    with pytest.raises(TypeError):
+        params.models["extra"] = params.model("cnn_d_32")  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.seed = 1  # type: ignore[misc]
+
+
+def test_model_lookup_lists_known_names(params: Params) -> None:
+    with pytest.raises(ConfigError) as info:
+        params.model("nope")
+    known = ", ".join(sorted(MLP_NAMES | CNN_NAMES))
+    assert str(info.value) == f"models: no model named 'nope' (known: {known})"
+
+
+# ---------------------------------------------------------------------------- one test per fault
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "expected"),
+    [
+        # unknown keys, top level and nested
+        ("learning_rate", 0.1, "learning_rate is not a known key (known: seed, data, "),
+        ("train.epohcs", 10, "train.epohcs is not a known key"),
+        ("data.files.train_images.sha", "0" * 64, "data.files.train_images.sha is not a known"),
+        ("models.mlp.mlp_e_128.dropuot", 0.1, "models.mlp.mlp_e_128.dropuot is not a known key"),
+        (
+            "models.cnn.cnn_a_32_64.train.epohcs",
+            5,
+            "models.cnn.cnn_a_32_64.train.epohcs is not a known key",
+        ),
+        # missing keys
+        ("seed", DELETE, "seed is missing"),
+        ("train", DELETE, "train is missing"),
+        ("models", DELETE, "models is missing"),
+        ("train.optimizer", DELETE, "train.optimizer is missing"),
+        ("data.files.train_images.sha256", DELETE, "data.files.train_images.sha256 is missing"),
+        ("models.cnn.cnn_d_32.source", DELETE, "models.cnn.cnn_d_32.source is missing"),
+        ("models.mlp.mlp_e_128.hidden", DELETE, "models.mlp.mlp_e_128.hidden is missing"),
+        ("models.cnn.cnn_d_32.layers", DELETE, "models.cnn.cnn_d_32.layers is missing"),
+        # wrong types
+        ("train.epochs", "ten", "train.epochs must be an integer, got 'ten'"),
+        ("train.batch_size", 12.5, "train.batch_size must be an integer, got 12.5"),
+        ("seed", True, "seed must be an integer, got True"),
+        ("models.mlp.mlp_c_5x30.hidden.2", True, "models.mlp.mlp_c_5x30.hidden.2 must be an "),
+        (
+            "train.learning_rate",
+            "1e-3",
+            "train.learning_rate must be a number, got '1e-3'"
+            " (write floats with a decimal point: 0.001)",
+        ),
+        (
+            "models.cnn.cnn_a_32_64.dropout",
+            True,
+            "models.cnn.cnn_a_32_64.dropout must be a number, got True",
+        ),
+        ("data.timeout_seconds", float("nan"), "data.timeout_seconds must be finite, got nan"),
+        ("runner.mixed_precision", "yes", "runner.mixed_precision must be a bool, got 'yes'"),
+        ("tracking.experiment", 7, "tracking.experiment must be a str, got 7"),
+        ("data.mirrors", "https://x/", "data.mirrors must be a list, got 'https://x/'"),
+        ("data.mirrors.0", 5, "data.mirrors.0 must be a str, got 5"),
+        (
+            "preprocess.normalize",
+            "minmax",
+            "preprocess.normalize must be one of scale | standardize, got 'minmax'",
+        ),
+        ("train", [1], "train must be a mapping, got [1]"),
+        ("data.files", None, "data.files must be a mapping, got None"),
+        ("models.mlp.mlp_e_128.train", [], "models.mlp.mlp_e_128.train must be a mapping, got []"),
+        ("models.mlp.mlp_e_128", 3, "models.mlp.mlp_e_128 must be a mapping, got 3"),
+        ("models.cnn", ["cnn_a"], "models.cnn must be a mapping of name -> model, got ['cnn_a']"),
+        ("models", ["mlp"], "models must be a mapping of kind -> models, got ['mlp']"),
+        # out of range
+        ("train.epochs", 0, "train.epochs must be > 0, got 0"),
+        ("train.epochs", -1, "train.epochs must be > 0, got -1"),
+        (
+            "models.mlp.mlp_c_5x30.train.epochs",
+            0,
+            "models.mlp.mlp_c_5x30.train.epochs must be > 0, got 0",
+        ),
+        ("train.batch_size", 0, "train.batch_size must be > 0, got 0"),
+        ("train.learning_rate", 0.0, "train.learning_rate must be > 0, got 0.0"),
+        ("seed", -1, "seed must be >= 0, got -1"),
+        (
+            "models.cnn.cnn_a_32_64.dropout",
+            1.0,
+            "models.cnn.cnn_a_32_64.dropout must be in [0, 1)",
+        ),
+        (
+            "models.cnn.cnn_a_32_64.dropout",
+            1.5,
+            "models.cnn.cnn_a_32_64.dropout must be in [0, 1)",
+        ),
+        ("models.mlp.mlp_e_128.dropout", -0.1, "models.mlp.mlp_e_128.dropout must be in [0, 1)"),
+        (
+            "models.mlp.mlp_d_784.reported_accuracy",
+            1.2,
+            "models.mlp.mlp_d_784.reported_accuracy must be in [0, 1], got 1.2",
+        ),
+        (
+            "preprocess.validation_fraction",
+            0,
+            "preprocess.validation_fraction must be in (0, 1), got 0",
+        ),
+        (
+            "preprocess.validation_fraction",
+            1,
+            "preprocess.validation_fraction must be in (0, 1), got 1",
+        ),
+        ("data.num_classes", 1, "data.num_classes must be >= 2, got 1"),
+        ("data.retries", 0, "data.retries must be >= 1, got 0"),
+        ("data.image_shape", [28], "data.image_shape must be two positive ints, got [28]"),
+        (
+            "data.files.test_labels.sha256",
+            "abc",
+            "data.files.test_labels.sha256 must be 64 lowercase hex digits, got 'abc'",
+        ),
+        (
+            "data.files.test_labels.sha256",
+            RAW["data"]["files"]["test_labels"]["sha256"].upper(),
+            "data.files.test_labels.sha256 must be 64 lowercase hex digits, got 'FF7BCFD",
+        ),
+        ("models.mlp.mlp_e_128.hidden.0", 0, "models.mlp.mlp_e_128.hidden.0 must be > 0, got 0"),
+        ("models.mlp.mlp_e_128.hidden", [], "models.mlp.mlp_e_128.hidden must be a non-empty"),
+        # model kinds and structure
+        (
+            "models.rnn",
+            {"rnn_a": {"source": "A"}},
+            "models.rnn: unknown model kind 'rnn' (known: mlp, cnn)",
+        ),
+        (
+            "models.cnn.cnn_d_32.hidden",
+            [64],
+            "models.cnn.cnn_d_32.hidden is not a key of a cnn model (use layers)",
+        ),
+        (
+            "models.mlp.mlp_e_128.layers",
+            ["flatten"],
+            "models.mlp.mlp_e_128.layers is not a key of a mlp model (use hidden)",
+        ),
+        (
+            "models.cnn.mlp_e_128",
+            RAW["models"]["cnn"]["cnn_d_32"],
+            "models.cnn.mlp_e_128: duplicate model name (also models.mlp)",
+        ),
+        ("models", {"mlp": {}, "cnn": {}}, "models is empty"),
+        ("models", {"mlp": None, "cnn": None}, "models is empty"),
+        ("models", {}, "models is empty"),
+        # bad layers
+        (
+            "models.cnn.cnn_a_32_64.layers.0",
+            {"conv": 32},
+            "models.cnn.cnn_a_32_64.layers.0 must have exactly the keys ['conv', 'kernel'],"
+            " got ['conv']",
+        ),
+        (
+            "models.cnn.cnn_a_32_64.layers.0",
+            {"conv": 32, "kernel": 3, "stride": 2},
+            "models.cnn.cnn_a_32_64.layers.0 must have exactly the keys ['conv', 'kernel']",
+        ),
+        (
+            "models.cnn.cnn_a_32_64.layers.0",
+            {"conv": 32, "kernel": True},
+            "models.cnn.cnn_a_32_64.layers.0.kernel must be a positive integer, got True",
+        ),
+        (
+            "models.cnn.cnn_a_32_64.layers.1",
+            {"pool": 0},
+            "models.cnn.cnn_a_32_64.layers.1.pool must be a positive integer, got 0",
+        ),
+        (
+            "models.cnn.cnn_a_32_64.layers.1",
+            {"attention": 4},
+            "models.cnn.cnn_a_32_64.layers.1 has unknown layer type 'attention'"
+            " (known: conv, pool, dense)",
+        ),
+        (
+            "models.cnn.cnn_a_32_64.layers.1",
+            "maxpool",
+            f"models.cnn.cnn_a_32_64.layers.1 {BAD_LAYER}, got 'maxpool'",
+        ),
+        (
+            "models.cnn.cnn_a_32_64.layers.1",
+            {},
+            f"models.cnn.cnn_a_32_64.layers.1 {BAD_LAYER}, got {{}}",
+        ),
+        ("models.cnn.cnn_a_32_64.layers", [], "models.cnn.cnn_a_32_64.layers must be a non-empty"),
+    ],
+)
+def test_parse_error_names_the_dotted_key(dotted: str, value: Any, expected: str) -> None:
+    assert config_error(mutated(dotted, value)).startswith(expected)
+
+
+@pytest.mark.parametrize("value", [["a", "b"], "seed: 1", 42, None])
+def test_params_must_be_a_mapping(value: Any) -> None:
+    assert config_error(value) == f"params must be a mapping, got {type(value).__name__}"
+
+
+@pytest.mark.parametrize("value", ["auto", True, False])
+def test_jit_compile_accepts_auto_true_false(value: Any) -> None:
+    jit = parse_params(mutated("runner.jit_compile", value)).runner.jit_compile
+    assert jit == value and type(jit) is type(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [(1, "1"), (0, "0"), ("yes", "'yes'"), ("true", "'true'")]
+)
+def test_jit_compile_rejects_other_values(value: Any, shown: str) -> None:
+    message = config_error(mutated("runner.jit_compile", value))
+    assert message == f"runner.jit_compile must be one of auto | true | false, got {shown}"
+
+
+def test_layer_keys_may_come_in_any_order() -> None:
+    raw = mutated("models.cnn.cnn_d_32.layers.0", {"kernel": 5, "conv": 32})
+    assert parse_params(raw).model("cnn_d_32").layers[0] == LayerSpec("conv", 32, 5)
+
+
+def test_model_train_overrides_merge_with_defaults() -> None:
+    raw = mutated("train.batch_size", 64)
+    raw["models"]["cnn"]["cnn_d_32"]["train"] = {"epochs": 3, "learning_rate": 0.01}
+    params = parse_params(raw)
+    train = params.model("cnn_d_32").train
+    assert (train.epochs, train.learning_rate, train.batch_size) == (3, 0.01, 64)
+    assert (train.optimizer, train.lr_schedule) == (
+        RAW["train"]["optimizer"],
+        RAW["train"]["lr_schedule"],
+    )
+    assert params.train.epochs == RAW["train"]["epochs"] != 3
+    assert params.train.learning_rate == RAW["train"]["learning_rate"] != 0.01
+    own_epochs = RAW["models"]["mlp"]["mlp_c_5x30"]["train"]["epochs"]
+    assert params.model("mlp_c_5x30").train.epochs == own_epochs  # the real override, untouched
+    assert params.model("mlp_c_5x30").train.batch_size == 64
+
+
+def test_model_without_train_section_takes_every_default() -> None:
+    raw = mutated("models.cnn.cnn_b_64_dense.train", DELETE)
+    params = parse_params(raw)
+    assert params.model("cnn_b_64_dense").train == params.train
+
+
+def test_numeric_model_name_is_a_string_key() -> None:
+    raw = copy.deepcopy(RAW)
+    raw["models"]["mlp"][2024] = raw["models"]["mlp"]["mlp_e_128"]  # YAML reads `2024:` as int
+    params = parse_params(raw)
+    assert params.model("2024").name == "2024" and "2024" in params.models
+    with pytest.raises(ConfigError, match=r"no model named 'nope' \(known: 2024, cnn_a_32_64, "):
+        params.model("nope")
+
+
+# ---------------------------------------------------------------------------- reading the file
+
+
+def write_params(tmp_path: Path, text: str | bytes) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def test_load_params_reads_another_file(tmp_path: Path) -> None:
+    text = re.sub(r"(?m)^seed: .*$", "seed: 7", paths.PARAMS.read_text())
+    assert load_params(write_params(tmp_path, text)).seed == 7
+
+
+def test_yaml_1e_minus_3_is_a_string_and_gets_the_decimal_point_hint(tmp_path: Path) -> None:
+    text = re.sub(r"(?m)^  learning_rate: .*$", "  learning_rate: 1e-3", paths.PARAMS.read_text())
+    with pytest.raises(ConfigError) as info:
+        load_params(write_params(tmp_path, text))
+    assert str(info.value) == (
+        "train.learning_rate must be a number, got '1e-3'"
+        " (write floats with a decimal point: 0.001)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("indent", "key"),
+    [("", "seed"), ("  ", "batch_size"), ("        ", "epochs")],  # top, train, a model's train
+)
+def test_duplicate_yaml_key_names_key_and_line(tmp_path: Path, indent: str, key: str) -> None:
+    text = paths.PARAMS.read_text()
+    anchor = re.search(rf"(?m)^{indent}{key}: .*\n", text).group(0)
+    duplicate = f"{indent}{key}: 7\n"
+    before, after = text.split(anchor, 1)
+    path = write_params(tmp_path, before + anchor + duplicate + after)
+    line = before.count("\n") + 2  # the anchor's line, then the duplicate on the next
+    with pytest.raises(ConfigError) as info:
+        load_params(path)
+    assert str(info.value) == f"{path}: duplicate key {key!r} at line {line}"
+
+
+def test_params_file_holding_a_list(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_params(write_params(tmp_path, "- seed\n- data\n"))
+    assert str(info.value) == "params must be a mapping, got list"
+
+
+def test_empty_params_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_params(write_params(tmp_path, ""))
+    assert str(info.value) == "params must be a mapping, got NoneType"
+
+
+def test_missing_params_file_names_the_path(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "params.yaml"
+    with pytest.raises(ConfigError) as info:
+        load_params(path)
+    assert str(info.value) == f"{path}: cannot read params (No such file or directory)"
+
+
+def test_params_path_that_is_a_directory(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_params(tmp_path)
+    assert str(info.value) == f"{tmp_path}: cannot read params (Is a directory)"
+
+
+def test_binary_params_file(tmp_path: Path) -> None:
+    path = write_params(tmp_path, b"seed: \xff\xfe\n")
+    with pytest.raises(ConfigError) as info:
+        load_params(path)
+    assert str(info.value) == f"{path}: cannot read params (not UTF-8 text)"
+
+
+@pytest.mark.parametrize("text", ["seed: [1, 2\n", "seed: 1\n  data: 2\n", "a: b: c\n"])
+def test_invalid_yaml_is_one_line_naming_the_file(tmp_path: Path, text: str) -> None:
+    path = write_params(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_params(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: not valid YAML (") and message.endswith(")")
+    assert "\n" not in message
+    assert "line " in message  # PyYAML's mark says where
+
+
+# ---------------------------------------------------------------------------- flatten
+
+
+def test_flatten_gives_dotted_keys_and_readable_layers(params: Params) -> None:
+    flat = flatten(params)
+    assert flat["train.epochs"] == RAW["train"]["epochs"]
+    assert flat["seed"] == RAW["seed"]
+    assert flat["runner.jit_compile"] == RAW["runner"]["jit_compile"]
+    assert flat["data.files.train_images.name"] == "train-images-idx3-ubyte.gz"
+    assert (
+        flat["models.mlp_c_5x30.train.epochs"]
+        == RAW["models"]["mlp"]["mlp_c_5x30"]["train"]["epochs"]
+    )
+    assert flat["models.mlp_c_5x30.hidden"] == (30, 30, 30, 30, 30)
+    assert flat["models.cnn_a_32_64.layers"] == (
+        "conv32x3, pool2, conv64x3, pool2, flatten, dropout"
+    )
+    assert flat["models.cnn_b_64_dense.layers"] == "conv64x3, flatten, dense64, dense64"
+    assert not any(isinstance(v, dict | LayerSpec) for v in flat.values())
+    assert all(not k.startswith(".") and ".." not in k for k in flat)
+
+
+def test_flatten_a_model_with_prefix(params: Params) -> None:
+    flat = flatten(params.model("cnn_d_32"), "model")
+    assert flat["model.name"] == "cnn_d_32"
+    assert flat["model.kind"] == "cnn"
+    assert flat["model.dropout"] == RAW["models"]["cnn"]["cnn_d_32"]["dropout"]
+    assert flat["model.train.batch_size"] == RAW["train"]["batch_size"]
+    assert flat["model.layers"] == "conv32x5, pool2, dropout, flatten, dense128"
+    assert set(flatten(params.runner, "runner")) == {
+        "runner.device",
+        "runner.mixed_precision",
+        "runner.jit_compile",
+        "runner.strategy",
+        "runner.deterministic",
+        "runner.logical_cpus",
+    }
