@@ -95,11 +95,21 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class LayerSpec:
-    """One CNN layer: conv (filters, kernel), pool (size), dense (units), dropout or flatten."""
+    """One CNN layer: conv, pool, dense, dropout, batchnorm or flatten."""
 
-    type: Literal["conv", "pool", "dense", "dropout", "flatten"]
+    type: Literal["conv", "pool", "dense", "dropout", "batchnorm", "flatten"]
     size: int = 0  # filters for conv, units for dense, window for pool
     kernel: int = 0
+    padding: Literal["valid", "same"] = "valid"
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Random training-time distortions (Keras preprocessing layers, inactive at inference)."""
+
+    rotation: float = field(default=0.0, metadata=RATE)  # fraction of a full turn
+    shift: float = field(default=0.0, metadata=RATE)  # fraction of the image size
+    zoom: float = field(default=0.0, metadata=RATE)
 
 
 @dataclass(frozen=True)
@@ -113,6 +123,7 @@ class ModelSpec:
     train: TrainConfig
     hidden: tuple[int, ...] = ()
     layers: tuple[LayerSpec, ...] = ()
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 @dataclass(frozen=True)
@@ -201,7 +212,7 @@ def _build(cls: type, raw: Any, key: str, **given: Any) -> Any:
     for name, f in fields.items():
         dotted = f"{key}.{name}" if key else name
         if name not in raw:
-            if f.default is dataclasses.MISSING:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ConfigError(f"{dotted} is missing")
             continue
         value = _coerce(raw[name], hints[name], dotted)
@@ -218,23 +229,28 @@ def _build(cls: type, raw: Any, key: str, **given: Any) -> Any:
 
 
 def _parse_layer(raw: Any, key: str) -> LayerSpec:
-    if raw in ("dropout", "flatten"):
+    if raw in ("dropout", "batchnorm", "flatten"):
         return LayerSpec(type=raw)
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(
-            f"{key} must be dropout, flatten, {{conv: N, kernel: K}}, {{pool: N}} or {{dense: N}}"
-            f", got {raw!r}"
+            f"{key} must be dropout, batchnorm, flatten, {{conv: N, kernel: K}}, {{pool: N}} or "
+            f"{{dense: N}}, got {raw!r}"
         )
     layer_type = next((k for k in raw if k in ("conv", "pool", "dense")), next(iter(raw)))
     allowed = {"conv": {"conv", "kernel"}, "pool": {"pool"}, "dense": {"dense"}}.get(layer_type)
     if allowed is None:
         raise ConfigError(f"{key} has unknown layer type {layer_type!r} (known: conv, pool, dense)")
+    raw = dict(raw)
+    padding = raw.pop("padding", "valid") if layer_type == "conv" else "valid"
+    if padding not in ("valid", "same"):
+        raise ConfigError(f"{key}.padding must be one of valid | same, got {padding!r}")
     if set(raw) != allowed:
         raise ConfigError(f"{key} must have exactly the keys {sorted(allowed)}, got {sorted(raw)}")
     for k, v in raw.items():
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ConfigError(f"{key}.{k} must be a positive integer, got {v!r}")
-    return LayerSpec(type=layer_type, size=raw[layer_type], kernel=raw.get("kernel", 0))
+    return LayerSpec(type=layer_type, size=raw[layer_type], kernel=raw.get("kernel", 0),
+                     padding=padding)
 
 
 def _parse_model(name: str, kind: str, raw: Any, defaults: dict[str, Any]) -> ModelSpec:
@@ -373,7 +389,7 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def _layer_text(layer: LayerSpec) -> str:
     if layer.type == "conv":
-        return f"conv{layer.size}x{layer.kernel}"
+        return f"conv{layer.size}x{layer.kernel}" + ("same" if layer.padding == "same" else "")
     if layer.type in ("pool", "dense"):
         return f"{layer.type}{layer.size}"
     return layer.type

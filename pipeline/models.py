@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from pipeline.config import LayerSpec, ModelSpec
+from pipeline.config import AugmentConfig, LayerSpec, ModelSpec
 from pipeline.errors import ConfigError, DataError
 
 
@@ -17,10 +17,23 @@ def _output(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
     return layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
 
 
+def _augment(x: keras.KerasTensor, augment: AugmentConfig) -> keras.KerasTensor:
+    """Random shift, rotation and zoom while training; identity at inference."""
+    if augment.shift > 0:
+        x = layers.RandomTranslation(augment.shift, augment.shift, fill_mode="constant",
+                                     name="random_shift")(x)
+    if augment.rotation > 0:
+        x = layers.RandomRotation(augment.rotation, fill_mode="constant",
+                                  name="random_rotation")(x)
+    if augment.zoom > 0:
+        x = layers.RandomZoom(augment.zoom, fill_mode="constant", name="random_zoom")(x)
+    return x
+
+
 def build_mlp(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Flatten, then Dense(units, relu) per `hidden` entry (with dropout if > 0), then softmax."""
     inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Flatten(name="flatten")(inputs)
+    x = layers.Flatten(name="flatten")(_augment(inputs, spec.augment))
     for i, units in enumerate(spec.hidden):
         x = layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
         if spec.dropout > 0:
@@ -41,7 +54,7 @@ def _check_fits(spec: ModelSpec, index: int, layer: LayerSpec, height: int, widt
 def build_cnn(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """The layer list as written (valid padding, relu), then softmax; Flatten added if missing."""
     inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
+    x = _augment(inputs, spec.augment)
     height, width = input_shape[:2]
     flat = False
     for i, layer in enumerate(spec.layers):
@@ -50,10 +63,13 @@ def build_cnn(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -
                 raise ConfigError(
                     f"models.{spec.kind}.{spec.name}.layers.{i}: {layer.type} after flatten/dense"
                 )
-            _check_fits(spec, i, layer, height, width)
+            if layer.padding == "valid":
+                _check_fits(spec, i, layer, height, width)
         if layer.type == "conv":
-            x = layers.Conv2D(layer.size, layer.kernel, activation="relu", name=f"conv_{i}")(x)
-            height, width = height - layer.kernel + 1, width - layer.kernel + 1
+            x = layers.Conv2D(layer.size, layer.kernel, padding=layer.padding, activation="relu",
+                              name=f"conv_{i}")(x)
+            if layer.padding == "valid":
+                height, width = height - layer.kernel + 1, width - layer.kernel + 1
         elif layer.type == "pool":
             x = layers.MaxPooling2D(layer.size, name=f"pool_{i}")(x)
             height, width = height // layer.size, width // layer.size
@@ -67,6 +83,8 @@ def build_cnn(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -
             x = layers.Dense(layer.size, activation="relu", name=f"dense_{i}")(x)
         elif layer.type == "dropout":
             x = layers.Dropout(spec.dropout, name=f"dropout_{i}")(x)
+        elif layer.type == "batchnorm":
+            x = layers.BatchNormalization(name=f"batchnorm_{i}")(x)
     if not flat:
         x = layers.Flatten(name="flatten")(x)
     return keras.Model(inputs, _output(x, num_classes), name=spec.name)
