@@ -18,9 +18,16 @@ from pipeline.errors import ConfigError
 
 RAW = yaml.safe_load(paths.PARAMS.read_text())
 MLP_NAMES = {"mlp_c_5x30", "mlp_d_784", "mlp_e_128"}
-CNN_NAMES = {"cnn_a_32_64", "cnn_b_64_dense", "cnn_c_20_40_60", "cnn_d_32", "cnn_d_30_15"}
+CNN_NAMES = {
+    "cnn_a_32_64",
+    "cnn_b_64_dense",
+    "cnn_c_20_40_60",
+    "cnn_d_32",
+    "cnn_d_30_15",
+    "cnn_ours_bn",
+}
 DELETE = object()  # marks a key to remove instead of set
-BAD_LAYER = "must be dropout, flatten, {conv: N, kernel: K}, {pool: N} or {dense: N}"
+BAD_LAYER = "must be dropout, batchnorm, flatten, {conv: N, kernel: K}, {pool: N} or {dense: N}"
 
 
 def mutated(dotted: str, value: Any) -> dict[str, Any]:
@@ -104,6 +111,22 @@ def test_model_lookup_lists_known_names(params: Params) -> None:
             "models.cnn.cnn_a_32_64.train.epohcs",
             5,
             "models.cnn.cnn_a_32_64.train.epohcs is not a known key",
+        ),
+        # augmentation and padding of our own model
+        (
+            "models.cnn.cnn_ours_bn.augment.zoom",
+            1.5,
+            "models.cnn.cnn_ours_bn.augment.zoom must be in [0, 1)",
+        ),
+        (
+            "models.cnn.cnn_ours_bn.augment.tilt",
+            0.1,
+            "models.cnn.cnn_ours_bn.augment.tilt is not a known",
+        ),
+        (
+            "models.cnn.cnn_ours_bn.layers.0.padding",
+            "full",
+            "models.cnn.cnn_ours_bn.layers.0.padding must be one of valid | same",
         ),
         # missing keys
         ("seed", DELETE, "seed is missing"),
