@@ -53,9 +53,10 @@ def store_dir() -> Path:
 
 def tracking_uri() -> str:
     """`MLFLOW_TRACKING_URI` if set, else the embedded SQLite store of the workspace."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
-    if uri:
-        return uri
+    return os.environ.get("MLFLOW_TRACKING_URI", "").strip() or _embedded_uri()
+
+
+def _embedded_uri() -> str:
     # A generous SQLite busy timeout: parallel queued experiments write to the same file.
     return f"sqlite:///{store_dir() / 'mlflow.db'}?timeout=60"
 
@@ -76,7 +77,9 @@ def connect(config: TrackingConfig) -> str:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(uri)
     try:
-        if uri.startswith("sqlite:"):
+        # Only the embedded store keeps its artifacts in the workspace; a store named by
+        # MLFLOW_TRACKING_URI (also another SQLite file) keeps MLflow's own artifact default.
+        if uri == _embedded_uri():
             store = store_dir()
             (store / "artifacts").mkdir(parents=True, exist_ok=True)
             # One process at a time creates the schema and the experiment.
@@ -302,13 +305,13 @@ def register_champion(registered_name: str, run_id: str, alias: str = "champion"
         except Exception:  # noqa: BLE001 - no such model or alias yet
             current = None
         if current is not None and current.tags.get("pipeline.model_uri") == model_uri:
-            return current.version
+            return str(current.version)  # an int from a SQLite store, a str over REST
         version = mlflow.register_model(model_uri, registered_name, tags={
             "pipeline.model": run.data.tags.get("pipeline.model", ""),
             "pipeline.model_uri": model_uri, "pipeline.run_id": run_id,
         })
         client.set_registered_model_alias(registered_name, alias, version.version)
-        return version.version
+        return str(version.version)
     except Exception as error:  # noqa: BLE001
         raise TrackingError(
             f"MLflow {tracking_uri()}: registering {registered_name}@{alias} failed "
