@@ -4,6 +4,7 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 5000
 export MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR = false
+export MLFLOW_SERVER_ENABLE_JOB_EXECUTION ?= false
 
 .PHONY: setup repro test lint format ui screenshots bench results clean
 

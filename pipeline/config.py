@@ -227,7 +227,6 @@ def _build(cls: type, raw: Any, key: str, **given: Any) -> Any:
 # ---------------------------------------------------------------------------- model entries
 
 
-
 def _parse_layer(raw: Any, key: str) -> LayerSpec:
     if raw in ("dropout", "batchnorm", "flatten"):
         return LayerSpec(type=raw)
@@ -239,7 +238,9 @@ def _parse_layer(raw: Any, key: str) -> LayerSpec:
     layer_type = next((k for k in raw if k in ("conv", "pool", "dense")), next(iter(raw)))
     allowed = {"conv": {"conv", "kernel"}, "pool": {"pool"}, "dense": {"dense"}}.get(layer_type)
     if allowed is None:
-        raise ConfigError(f"{key} has unknown layer type {layer_type!r} (known: conv, pool, dense)")
+        raise ConfigError(
+            f"{key} has unknown layer type {layer_type!r} (known: conv, pool, dense)"
+        )
     raw = dict(raw)
     padding = raw.pop("padding", "valid") if layer_type == "conv" else "valid"
     if padding not in ("valid", "same"):
@@ -249,8 +250,9 @@ def _parse_layer(raw: Any, key: str) -> LayerSpec:
     for k, v in raw.items():
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ConfigError(f"{key}.{k} must be a positive integer, got {v!r}")
-    return LayerSpec(type=layer_type, size=raw[layer_type], kernel=raw.get("kernel", 0),
-                     padding=padding)
+    return LayerSpec(
+        type=layer_type, size=raw[layer_type], kernel=raw.get("kernel", 0), padding=padding
+    )
 
 
 def _parse_model(name: str, kind: str, raw: Any, defaults: dict[str, Any]) -> ModelSpec:
@@ -285,8 +287,11 @@ def _parse_model(name: str, kind: str, raw: Any, defaults: dict[str, Any]) -> Mo
     else:
         layers = tuple(_parse_layer(v, f"{key}.layers.{i}") for i, v in enumerate(items))
         spec = _build(ModelSpec, raw, key, name=name, kind=kind, train=train, layers=layers)
-    for attr, check in (("dropout", RATE), ("reported_accuracy", ACCURACY),
-                        ("target_accuracy", ACCURACY)):
+    for attr, check in (
+        ("dropout", RATE),
+        ("reported_accuracy", ACCURACY),
+        ("target_accuracy", ACCURACY),
+    ):
         predicate, message = check["check"]
         if not predicate(getattr(spec, attr)):
             raise ConfigError(f"{key}.{attr} {message}, got {getattr(spec, attr)!r}")

@@ -27,9 +27,7 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise Terminated()
 
 
-def run_stage(
-    main: Callable[..., None], description: str, per_model: bool = False
-) -> None:
+def run_stage(main: Callable[..., None], description: str, per_model: bool = False) -> None:
     """Run a stage's `main(params)` or `main(params, model_name)` as a CLI and exit."""
     parser = argparse.ArgumentParser(description=description)
     if per_model:

@@ -14,17 +14,21 @@ from pipeline.errors import ConfigError, DataError
 
 def _output(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
     # float32 softmax even under a mixed-precision policy, for numerically stable probabilities.
-    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(x)
+    return layers.Dense(num_classes, activation="softmax", dtype="float32", name="probabilities")(
+        x
+    )
 
 
 def _augment(x: keras.KerasTensor, augment: AugmentConfig) -> keras.KerasTensor:
     """Random shift, rotation and zoom while training; identity at inference."""
     if augment.shift > 0:
-        x = layers.RandomTranslation(augment.shift, augment.shift, fill_mode="constant",
-                                     name="random_shift")(x)
+        x = layers.RandomTranslation(
+            augment.shift, augment.shift, fill_mode="constant", name="random_shift"
+        )(x)
     if augment.rotation > 0:
-        x = layers.RandomRotation(augment.rotation, fill_mode="constant",
-                                  name="random_rotation")(x)
+        x = layers.RandomRotation(augment.rotation, fill_mode="constant", name="random_rotation")(
+            x
+        )
     if augment.zoom > 0:
         x = layers.RandomZoom(augment.zoom, fill_mode="constant", name="random_zoom")(x)
     return x
@@ -66,8 +70,13 @@ def build_cnn(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -
             if layer.padding == "valid":
                 _check_fits(spec, i, layer, height, width)
         if layer.type == "conv":
-            x = layers.Conv2D(layer.size, layer.kernel, padding=layer.padding, activation="relu",
-                              name=f"conv_{i}")(x)
+            x = layers.Conv2D(
+                layer.size,
+                layer.kernel,
+                padding=layer.padding,
+                activation="relu",
+                name=f"conv_{i}",
+            )(x)
             if layer.padding == "valid":
                 height, width = height - layer.kernel + 1, width - layer.kernel + 1
         elif layer.type == "pool":

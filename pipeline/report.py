@@ -75,7 +75,9 @@ def comparison_table(
             "val_accuracy": train.get("val_accuracy"),
             "test_accuracy": test_accuracy,
             "target": spec.target_accuracy,
-            "meets_target": None if test_accuracy is None else test_accuracy >= spec.target_accuracy,
+            "meets_target": None
+            if test_accuracy is None
+            else test_accuracy >= spec.target_accuracy,
             "reported": spec.reported_accuracy,
             "worst_digit": metrics.get("worst_digit"),
             "worst_digit_accuracy": metrics.get("worst_digit_accuracy"),
@@ -168,7 +170,11 @@ def results_markdown(table: pd.DataFrame, when: str, machine: str) -> str:
 
 
 def markdown_report(
-    table: pd.DataFrame, figures: Mapping[str, str], when: str, machine: str, champion_name: str | None
+    table: pd.DataFrame,
+    figures: Mapping[str, str],
+    when: str,
+    machine: str,
+    champion_name: str | None,
 ) -> str:
     """reports/report.md: the table, the champion and the figures (relative paths)."""
     lines = ["# MNIST architecture comparison", "", results_markdown(table, when, machine)]
@@ -180,7 +186,11 @@ def markdown_report(
 
 
 def html_report(
-    table: pd.DataFrame, figures: Mapping[str, bytes], when: str, machine: str, champion_name: str | None
+    table: pd.DataFrame,
+    figures: Mapping[str, bytes],
+    when: str,
+    machine: str,
+    champion_name: str | None,
 ) -> str:
     """A self-contained HTML page (figures inlined) that opens offline."""
     body = [
@@ -192,8 +202,10 @@ def html_report(
         body.append(f"<p>Champion (best test accuracy): <b>{html.escape(champion_name)}</b></p>")
     for title, png in figures.items():
         data = base64.b64encode(png).decode()
-        body += [f"<h2>{html.escape(title)}</h2>", f'<img alt="{html.escape(title)}" '
-                 f'src="data:image/png;base64,{data}">']
+        body += [
+            f"<h2>{html.escape(title)}</h2>",
+            f'<img alt="{html.escape(title)}" src="data:image/png;base64,{data}">',
+        ]
     style = (
         "body{font-family:sans-serif;max-width:1200px;margin:2em auto}"
         "table.results{border-collapse:collapse}"

@@ -109,7 +109,11 @@ def configure(runner: RunnerConfig, seed: int) -> Runtime:
     names = tuple(d.name for d in tf.config.list_logical_devices(kind))
     log.info(
         "device %s (%s), strategy %s x%d, precision %s, jit_compile %s",
-        device, ", ".join(names), type(strategy).__name__, strategy.num_replicas_in_sync,
-        policy, jit,
+        device,
+        ", ".join(names),
+        type(strategy).__name__,
+        strategy.num_replicas_in_sync,
+        policy,
+        jit,
     )
     return Runtime(strategy, device, names, bool(jit), policy)

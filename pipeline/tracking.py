@@ -67,7 +67,9 @@ def _check_reachable(uri: str) -> None:
             requests.get(f"{uri.rstrip('/')}/health", timeout=5).raise_for_status()
         except requests.RequestException as error:
             reason = type(error).__name__
-            raise TrackingError(f"MLflow tracking server {uri} is unreachable ({reason})") from None
+            raise TrackingError(
+                f"MLflow tracking server {uri} is unreachable ({reason})"
+            ) from None
 
 
 def connect(config: TrackingConfig) -> str:
@@ -124,7 +126,9 @@ class TrackedRun:
     def log_params(self, params: Mapping[str, Any]) -> None:
         """Log params, values cut to MLflow's length limit."""
         items = [(k, str(v)[:_PARAM_VALUE_LIMIT]) for k, v in params.items()]
-        existing = self._guard("read params", lambda: self._client.get_run(self.run_id).data.params)
+        existing = self._guard(
+            "read params", lambda: self._client.get_run(self.run_id).data.params
+        )
         items = [(k, v) for k, v in items if (existing or {}).get(k) != v]
         for start in range(0, len(items), _PARAM_BATCH):
             batch = [mlflow.entities.Param(k, v) for k, v in items[start : start + _PARAM_BATCH]]
@@ -133,8 +137,9 @@ class TrackedRun:
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         """Log metrics in one batch (step = epoch for curves)."""
         values = {k: float(v) for k, v in metrics.items()}
-        self._guard(f"log_metrics step {step}", mlflow.log_metrics, values, step=step,
-                    run_id=self.run_id)
+        self._guard(
+            f"log_metrics step {step}", mlflow.log_metrics, values, step=step, run_id=self.run_id
+        )
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         """Set run tags."""
@@ -143,18 +148,25 @@ class TrackedRun:
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """Log a text artifact."""
-        self._guard(f"log_text {artifact_file}", self._client.log_text, self.run_id, text,
-                    artifact_file)
+        self._guard(
+            f"log_text {artifact_file}", self._client.log_text, self.run_id, text, artifact_file
+        )
 
     def log_figure(self, figure: Figure, artifact_file: str) -> None:
         """Log a matplotlib figure as a PNG artifact."""
-        self._guard(f"log_figure {artifact_file}", self._client.log_figure, self.run_id, figure,
-                    artifact_file)
+        self._guard(
+            f"log_figure {artifact_file}",
+            self._client.log_figure,
+            self.run_id,
+            figure,
+            artifact_file,
+        )
 
     def log_table(self, table: pd.DataFrame, artifact_file: str) -> None:
         """Log a DataFrame as an MLflow table (viewable in the UI's artifact view)."""
-        self._guard(f"log_table {artifact_file}", self._client.log_table, self.run_id, table,
-                    artifact_file)
+        self._guard(
+            f"log_table {artifact_file}", self._client.log_table, self.run_id, table, artifact_file
+        )
 
     def log_artifact(self, path: Path, artifact_dir: str | None = None) -> None:
         """Log a local file or folder as artifacts."""
@@ -194,8 +206,11 @@ def _model_requirements() -> list[str]:
     # Pinned explicitly: MLflow's requirement inference starts a subprocess and costs seconds.
     import tensorflow as tf
 
-    return [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}",
-            f"mlflow=={mlflow.__version__}"]
+    return [
+        f"tensorflow=={tf.__version__}",
+        f"keras=={keras.__version__}",
+        f"mlflow=={mlflow.__version__}",
+    ]
 
 
 @contextmanager
@@ -224,18 +239,20 @@ def _active(run_id: str) -> Iterator[None]:
 def start_run(
     experiment_id: str, run_name: str, tags: Mapping[str, Any], run_id: str | None = None
 ) -> Iterator[TrackedRun]:
-    """Open (or reopen, with `run_id`) a run; end it FINISHED, FAILED or KILLED (Ctrl-C/SIGTERM)."""
+    """Open (or reopen, with `run_id`) a run; end it FINISHED, FAILED or KILLED (on Ctrl-C)."""
     client = MlflowClient()
     try:
         if run_id is None:
-            run = client.create_run(experiment_id, run_name=run_name,
-                                    tags={k: str(v) for k, v in tags.items()})
+            run = client.create_run(
+                experiment_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()}
+            )
             run_id = run.info.run_id
         else:
             client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
     except Exception as error:  # noqa: BLE001
-        raise TrackingError(f"MLflow {tracking_uri()}: cannot open a run ({_one_line(error)})") \
-            from None
+        raise TrackingError(
+            f"MLflow {tracking_uri()}: cannot open a run ({_one_line(error)})"
+        ) from None
     tracked = TrackedRun(run_id)
     if tags:
         tracked.set_tags(tags)
@@ -255,12 +272,15 @@ def find_run(experiment_id: str, tags: Mapping[str, str]) -> str | None:
     clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
     try:
         runs = MlflowClient().search_runs(
-            [experiment_id], filter_string=clauses, order_by=["attributes.start_time DESC"],
+            [experiment_id],
+            filter_string=clauses,
+            order_by=["attributes.start_time DESC"],
             max_results=1,
         )
     except Exception as error:  # noqa: BLE001
-        raise TrackingError(f"MLflow {tracking_uri()}: search failed ({_one_line(error)})") \
-            from None
+        raise TrackingError(
+            f"MLflow {tracking_uri()}: search failed ({_one_line(error)})"
+        ) from None
     return runs[0].info.run_id if runs else None
 
 
@@ -306,10 +326,15 @@ def register_champion(registered_name: str, run_id: str, alias: str = "champion"
             current = None
         if current is not None and current.tags.get("pipeline.model_uri") == model_uri:
             return str(current.version)  # an int from a SQLite store, a str over REST
-        version = mlflow.register_model(model_uri, registered_name, tags={
-            "pipeline.model": run.data.tags.get("pipeline.model", ""),
-            "pipeline.model_uri": model_uri, "pipeline.run_id": run_id,
-        })
+        version = mlflow.register_model(
+            model_uri,
+            registered_name,
+            tags={
+                "pipeline.model": run.data.tags.get("pipeline.model", ""),
+                "pipeline.model_uri": model_uri,
+                "pipeline.run_id": run_id,
+            },
+        )
         client.set_registered_model_alias(registered_name, alias, version.version)
         return str(version.version)
     except Exception as error:  # noqa: BLE001

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,7 +22,6 @@ import requests
 from matplotlib.figure import Figure
 from mlflow.tracking import MlflowClient
 
-import mlflow
 from pipeline import tracking
 from pipeline.config import TrackingConfig
 from pipeline.errors import TrackingError

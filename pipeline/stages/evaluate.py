@@ -21,8 +21,15 @@ from pipeline.models import load_model
 log = logging.getLogger(__name__)
 
 
-def _figures(name: str, cm: np.ndarray, dataset: dict, predicted: np.ndarray,
-             probabilities: np.ndarray, grid_size: int, seed: int) -> dict:
+def _figures(
+    name: str,
+    cm: np.ndarray,
+    dataset: dict,
+    predicted: np.ndarray,
+    probabilities: np.ndarray,
+    grid_size: int,
+    seed: int,
+) -> dict:
     x_test, y_test = dataset["x_test"], dataset["y_test"]
     confidence = probabilities.max(axis=1)
     wrong = metrics.misclassified_indices(y_test, predicted, grid_size, probabilities)
@@ -35,11 +42,17 @@ def _figures(name: str, cm: np.ndarray, dataset: dict, predicted: np.ndarray,
             cm, f"{name}: errors only (diagonal removed)", hide_diagonal=True
         ),
         "misclassified.png": plots.digit_grid(
-            x_test[wrong], y_test[wrong], predicted[wrong], confidence[wrong],
+            x_test[wrong],
+            y_test[wrong],
+            predicted[wrong],
+            confidence[wrong],
             f"{name}: most confident mistakes",
         ),
         "samples.png": plots.digit_grid(
-            x_test[sample], y_test[sample], predicted[sample], confidence[sample],
+            x_test[sample],
+            y_test[sample],
+            predicted[sample],
+            confidence[sample],
             f"{name}: random test predictions",
         ),
     }
@@ -81,9 +94,14 @@ def main(params: Params, name: str) -> None:
     figures = _figures(name, cm, dataset, predicted, probabilities, config.grid_size, params.seed)
     for file_name, figure in figures.items():
         io.save_figure(out / "figures" / file_name, figure)
-    log.info("%s: test accuracy %.4f, worst digit %d (%.4f), top confusion %s", name,
-             results["test_accuracy"], results["worst_digit"], results["worst_digit_accuracy"],
-             results["top_confusion"])
+    log.info(
+        "%s: test accuracy %.4f, worst digit %d (%.4f), top confusion %s",
+        name,
+        results["test_accuracy"],
+        results["worst_digit"],
+        results["worst_digit_accuracy"],
+        results["top_confusion"],
+    )
 
     # The run that trained this exact file; a run-cache restore still finds it by content.
     sha256 = provenance.file_sha256(model_path)

@@ -56,21 +56,31 @@ def main(params: Params) -> None:
     machine = report.machine_description()
 
     figures = {
-        "Per-digit test accuracy": ("per_digit_accuracy.png",
-                                    plots.per_digit_heatmap(report.per_digit_matrix(results))),
-        "Test accuracy against parameters": ("accuracy_vs_parameters.png",
-                                             plots.accuracy_vs_params(table)),
-        "Validation accuracy per epoch": ("validation_curves.png", plots.curves_overlay(
-            {r.spec.name: r.history for r in results if r.history is not None})),
+        "Per-digit test accuracy": (
+            "per_digit_accuracy.png",
+            plots.per_digit_heatmap(report.per_digit_matrix(results)),
+        ),
+        "Test accuracy against parameters": (
+            "accuracy_vs_parameters.png",
+            plots.accuracy_vs_params(table),
+        ),
+        "Validation accuracy per epoch": (
+            "validation_curves.png",
+            plots.curves_overlay(
+                {r.spec.name: r.history for r in results if r.history is not None}
+            ),
+        ),
     }
     for file_name, figure in figures.values():
         io.save_figure(paths.REPORT_FIGURES_DIR / file_name, figure)
     pngs = {t: (paths.REPORT_FIGURES_DIR / f).read_bytes() for t, (f, _) in figures.items()}
     links = {t: f"figures/{f}" for t, (f, _) in figures.items()}
-    io.write_text(paths.REPORTS_DIR / "report.md",
-                  report.markdown_report(table, links, when, machine, best))
-    io.write_text(paths.REPORTS_DIR / "report.html",
-                  report.html_report(table, pngs, when, machine, best))
+    io.write_text(
+        paths.REPORTS_DIR / "report.md", report.markdown_report(table, links, when, machine, best)
+    )
+    io.write_text(
+        paths.REPORTS_DIR / "report.html", report.html_report(table, pngs, when, machine, best)
+    )
     io.write_text(paths.REPORTS_DIR / "results.md", report.results_markdown(table, when, machine))
     summary = {
         "champion": best,
@@ -80,9 +90,13 @@ def main(params: Params) -> None:
     log.info("champion: %s", best)
 
     runs = _model_runs(experiment, names)
-    tags = {"pipeline.stage": "report", "pipeline.champion": best or "none",
-            **{f"pipeline.run.{name}": run_id for name, run_id in runs.items()},
-            **provenance.git_tags(), **provenance.dvc_tags()}
+    tags = {
+        "pipeline.stage": "report",
+        "pipeline.champion": best or "none",
+        **{f"pipeline.run.{name}": run_id for name, run_id in runs.items()},
+        **provenance.git_tags(),
+        **provenance.dvc_tags(),
+    }
     with tracking.start_run(experiment, "report", tags) as run:
         run.log_table(table, "comparison.json")
         for file_name in ("report.md", "report.html", "results.md", "summary.json"):
@@ -90,8 +104,12 @@ def main(params: Params) -> None:
         run.log_artifact(paths.REPORT_FIGURES_DIR, "figures")
     if best in runs:
         version = tracking.register_champion(params.tracking.registered_model, runs[best])
-        log.info("registered %s as %s@champion (version %s)", best,
-                 params.tracking.registered_model, version)
+        log.info(
+            "registered %s as %s@champion (version %s)",
+            best,
+            params.tracking.registered_model,
+            version,
+        )
     run.raise_failures()
 
 

@@ -31,21 +31,33 @@ def main(params: Params, name: str) -> None:
         training.compile_model(model, spec.train, train_size, runtime.jit_compile)
 
     checkpoint = training.Checkpoint(
-        paths.checkpoint_dir(name), training.fingerprint(spec, params.seed, params.runner, data_md5)
+        paths.checkpoint_dir(name),
+        training.fingerprint(spec, params.seed, params.runner, data_md5),
     )
     checkpoint.start()
     tags = {
-        "pipeline.model": name, "pipeline.kind": spec.kind, "pipeline.source": spec.source,
-        "pipeline.stage": f"train_{spec.kind}", "dvc.data_md5": data_md5,
-        **provenance.git_tags(), **provenance.dvc_tags(), **runtime.tags(),
+        "pipeline.model": name,
+        "pipeline.kind": spec.kind,
+        "pipeline.source": spec.source,
+        "pipeline.stage": f"train_{spec.kind}",
+        "dvc.data_md5": data_md5,
+        **provenance.git_tags(),
+        **provenance.dvc_tags(),
+        **runtime.tags(),
     }
     with tracking.start_run(experiment, name, tags, run_id=checkpoint.run_id()) as run:
         checkpoint.save_run_id(run.run_id)
-        run.log_params({
-            **flatten(spec, "model"), "seed": params.seed, **flatten(params.runner, "runner"),
-            **flatten(params.preprocess, "preprocess"), "model.parameters": model.count_params(),
-            "data.train_size": train_size, "data.validation_size": len(dataset["y_val"]),
-        })
+        run.log_params(
+            {
+                **flatten(spec, "model"),
+                "seed": params.seed,
+                **flatten(params.runner, "runner"),
+                **flatten(params.preprocess, "preprocess"),
+                "model.parameters": model.count_params(),
+                "data.train_size": train_size,
+                "data.validation_size": len(dataset["y_val"]),
+            }
+        )
         run.log_text(tracking.model_summary(model), "model_summary.txt")
         history = training.fit(model, dataset, spec.train, checkpoint, [tracking.EpochLogger(run)])
 
@@ -64,7 +76,9 @@ def main(params: Params, name: str) -> None:
         log.info("%s: %s", name, summary)
 
         # The curves already hold the per-epoch values; only totals are new here.
-        run.log_metrics({"train_seconds": summary["train_seconds"], "parameters": summary["parameters"]})
+        run.log_metrics(
+            {"train_seconds": summary["train_seconds"], "parameters": summary["parameters"]}
+        )
         run.set_tags({"pipeline.model_sha256": provenance.file_sha256(model_path)})
         if params.tracking.log_model:
             run.log_keras_model(model, dataset["x_val"][:5])

@@ -1,0 +1,40 @@
+"""Copy the report stage's results table (reports/results.md) into README.md between markers.
+
+`make results` runs it after a full `dvc repro`, so the README's numbers come from a real run.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pipeline import io, paths
+from pipeline.errors import PipelineError
+
+START = "<!-- results:start (written by `make results` from reports/results.md) -->"
+END = "<!-- results:end -->"
+
+
+def splice(readme: str, results: str) -> str:
+    """README text with the block between START and END replaced by `results`."""
+    if START not in readme or END not in readme:
+        raise PipelineError(f"README.md: the markers {START!r} and {END!r} are missing")
+    head, rest = readme.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{results.strip()}\n{END}{tail}"
+
+
+def main() -> int:
+    readme, results = paths.ROOT / "README.md", paths.REPORTS_DIR / "results.md"
+    try:
+        if not results.is_file():
+            raise PipelineError(f"{results}: missing; run `dvc repro` first")
+        io.write_text(readme, splice(readme.read_text(), results.read_text()))
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"updated {readme} from {results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,188 @@
+"""Shared fixtures: the repository root, the MNIST mirror, a runnable copy of the repo."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = Path(sys.executable).parent
+
+
+def mnist_mirror() -> Path | None:
+    """$MNIST_MIRROR if it is a folder, else ../shared/data/mnist beside the repo, else None."""
+    candidates = [os.environ.get("MNIST_MIRROR", ""), REPO_ROOT.parent / "shared/data/mnist"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "train-images-idx3-ubyte.gz").is_file():
+            return Path(candidate).resolve()
+    return None
+
+
+def pipeline_env(**extra: str) -> dict[str, str]:
+    """The environment of a stage or dvc command: this venv first on PATH, no outer DVC/MLflow."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env.setdefault("GIT_AUTHOR_NAME", "tests")
+    env.setdefault("GIT_AUTHOR_EMAIL", "tests@localhost")
+    env.setdefault("GIT_COMMITTER_NAME", "tests")
+    env.setdefault("GIT_COMMITTER_EMAIL", "tests@localhost")
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    mirror = mnist_mirror()
+    if mirror is not None:
+        env["MNIST_MIRROR"] = str(mirror)
+    env.update(extra)
+    return env
+
+
+def run(
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 900,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command, failing the test with its output if it fails and `check` is set."""
+    done = subprocess.run(
+        args, cwd=cwd, env=env or pipeline_env(), capture_output=True, text=True, timeout=timeout
+    )
+    if check and done.returncode != 0:
+        pytest.fail(f"{' '.join(args)} exited {done.returncode}\n{done.stdout}\n{done.stderr}")
+    return done
+
+
+def copy_repo(destination: Path) -> Path:
+    """Copy the repository's tracked and new (not ignored) files into a fresh git repo."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    for name in filter(None, listed):
+        source = REPO_ROOT / name
+        if source.is_file() and not name.startswith(("reports/", "dvc.lock")):
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    env = pipeline_env()
+    run(["git", "init", "-q", "-b", "main"], destination, env)
+    run(["git", "add", "-A"], destination, env)
+    run(["git", "commit", "-qm", "copy of the repository under test"], destination, env)
+    return destination
+
+
+TINY_MODELS = {
+    "mlp": {
+        "tiny_mlp": {
+            "source": "E",
+            "reported_accuracy": 0.975,
+            "target_accuracy": 0.5,
+            "hidden": [32],
+            "dropout": 0.0,
+        }
+    },
+    "cnn": {
+        "tiny_cnn": {
+            "source": "A",
+            "reported_accuracy": 0.9875,
+            "target_accuracy": 0.5,
+            "dropout": 0.25,
+            "layers": [{"conv": 8, "kernel": 3}, {"pool": 2}, "flatten", "dropout"],
+        }
+    },
+}
+
+
+def write_small_params(
+    repo: Path, train_limit: int = 3000, epochs: int = 1, **sections: dict
+) -> dict:
+    """Shrink the copy's params.yaml to a quick run: few images, one epoch, tiny models."""
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["preprocess"]["train_limit"] = train_limit
+    params["train"]["epochs"] = epochs
+    params["models"] = TINY_MODELS
+    for key, value in sections.items():
+        params[key].update(value)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
+
+
+@pytest.fixture(scope="session")
+def mirror() -> Path:
+    """The local MNIST copy, or skip: it cannot be downloaded here."""
+    found = mnist_mirror()
+    if found is None:
+        pytest.skip("no MNIST copy: set MNIST_MIRROR to a folder with the four IDX .gz files")
+    return found
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@contextmanager
+def mlflow_server(folder: Path, deadline_seconds: float = 120) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 (SQLite backend, proxied artifacts); yields its URI."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    uri = f"http://127.0.0.1:{port}"
+    log = (folder / "server.log").open("w")
+    process = subprocess.Popen(
+        [
+            str(VENV_BIN / "mlflow"),
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{folder / 'server.db'}",
+            "--artifacts-destination",
+            str(folder / "artifacts"),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        # MLflow 3's job runner starts 7 extra worker processes; the tests need none.
+        env=pipeline_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+    )
+    try:
+        deadline = time.monotonic() + deadline_seconds
+        while True:
+            if process.poll() is not None:
+                pytest.fail(
+                    f"mlflow server exited {process.returncode}: "
+                    f"{(folder / 'server.log').read_text()[-2000:]}"
+                )
+            try:
+                with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server on {uri} not healthy after {deadline_seconds} s")
+            time.sleep(0.25)  # polling interval, not synchronisation: /health decides
+        yield uri
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+        log.close()
