@@ -142,3 +142,15 @@ def fit(
         ],
     )
     return checkpoint.read_history()
+
+
+def summarize(history: pd.DataFrame, parameters: int) -> dict[str, float | int]:
+    """The totals DVC tracks as metrics (train.json): size, epochs, time, last-epoch accuracy."""
+    return {
+        "parameters": parameters,
+        "epochs": len(history),
+        "train_seconds": round(float(history["epoch_seconds"].sum()), 2),
+        "val_accuracy": float(history["val_accuracy"].iloc[-1]),
+        "val_loss": float(history["val_loss"].iloc[-1]),
+        "train_accuracy": float(history["accuracy"].iloc[-1]),
+    }

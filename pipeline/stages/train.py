@@ -10,12 +10,41 @@ from __future__ import annotations
 
 import logging
 
+import keras
+
 from pipeline import data, io, paths, provenance, runner, tracking, training
-from pipeline.config import Params, flatten
+from pipeline.config import ModelSpec, Params, flatten
 from pipeline.entry import run_stage
 from pipeline.models import build_model
 
 log = logging.getLogger(__name__)
+
+
+def _run_tags(spec: ModelSpec, data_md5: str, runtime: runner.Runtime) -> dict[str, str]:
+    """What the run is and where it came from: model, data version, commit, experiment, device."""
+    return {
+        "pipeline.model": spec.name,
+        "pipeline.kind": spec.kind,
+        "pipeline.source": spec.source,
+        "pipeline.stage": f"train_{spec.kind}",
+        "dvc.data_md5": data_md5,
+        **provenance.git_tags(),
+        **provenance.dvc_tags(),
+        **runtime.tags(),
+    }
+
+
+def _run_params(params: Params, spec: ModelSpec, model: keras.Model, dataset: dict) -> dict:
+    """Every hyperparameter that shaped this training, as dotted keys."""
+    return {
+        **flatten(spec, "model"),
+        "seed": params.seed,
+        **flatten(params.runner, "runner"),
+        **flatten(params.preprocess, "preprocess"),
+        "model.parameters": model.count_params(),
+        "data.train_size": len(dataset["y_train"]),
+        "data.validation_size": len(dataset["y_val"]),
+    }
 
 
 def main(params: Params, name: str) -> None:
@@ -35,40 +64,18 @@ def main(params: Params, name: str) -> None:
         training.fingerprint(spec, params.seed, params.runner, data_md5),
     )
     checkpoint.start()
-    tags = {
-        "pipeline.model": name,
-        "pipeline.kind": spec.kind,
-        "pipeline.source": spec.source,
-        "pipeline.stage": f"train_{spec.kind}",
-        "dvc.data_md5": data_md5,
-        **provenance.git_tags(),
-        **provenance.dvc_tags(),
-        **runtime.tags(),
-    }
-    with tracking.start_run(experiment, name, tags, run_id=checkpoint.run_id()) as run:
+    tags = _run_tags(spec, data_md5, runtime)
+    # An interrupted training continues its run, if that run is in this store.
+    resumed = checkpoint.run_id()
+    if resumed is not None and tracking.run_status(resumed) is None:
+        resumed = None
+    with tracking.start_run(experiment, name, tags, run_id=resumed) as run:
         checkpoint.save_run_id(run.run_id)
-        run.log_params(
-            {
-                **flatten(spec, "model"),
-                "seed": params.seed,
-                **flatten(params.runner, "runner"),
-                **flatten(params.preprocess, "preprocess"),
-                "model.parameters": model.count_params(),
-                "data.train_size": train_size,
-                "data.validation_size": len(dataset["y_val"]),
-            }
-        )
+        run.log_params(_run_params(params, spec, model, dataset))
         run.log_text(tracking.model_summary(model), "model_summary.txt")
         history = training.fit(model, dataset, spec.train, checkpoint, [tracking.EpochLogger(run)])
 
-        summary = {
-            "parameters": model.count_params(),
-            "epochs": len(history),
-            "train_seconds": round(float(history["epoch_seconds"].sum()), 2),
-            "val_accuracy": float(history["val_accuracy"].iloc[-1]),
-            "val_loss": float(history["val_loss"].iloc[-1]),
-            "train_accuracy": float(history["accuracy"].iloc[-1]),
-        }
+        summary = training.summarize(history, model.count_params())
         model_path = paths.model_file(name)
         io.write_with(model_path, model.save)
         io.write_text(paths.model_reports(name) / "history.csv", history.to_csv(index=False))
