@@ -134,11 +134,14 @@ def fit(
         batch_size=train.batch_size,
         shuffle=True,
         verbose=2,
+        # Order matters for a kill between two callbacks: the tracking callbacks see an epoch
+        # before the history file, and the history file before the backup, so a resumed fit
+        # redoes (and re-logs) an epoch rather than leaving one missing.
         callbacks=[
             EpochTimer(),
+            *callbacks,
             keras.callbacks.CSVLogger(str(checkpoint.history), append=True),
             keras.callbacks.BackupAndRestore(str(checkpoint.backup), delete_checkpoint=False),
-            *callbacks,
         ],
     )
     return checkpoint.read_history()
