@@ -14,13 +14,9 @@ from collections.abc import Callable
 from types import FrameType
 
 from pipeline.config import Params, load_params
-from pipeline.errors import PipelineError
+from pipeline.errors import PipelineError, Terminated
 
 log = logging.getLogger("pipeline")
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised like Ctrl-C so `finally` blocks and context managers clean up."""
 
 
 def _raise_terminated(signum: int, frame: FrameType | None) -> None:

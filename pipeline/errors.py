@@ -19,3 +19,7 @@ class TrackingError(PipelineError):
 
 class RunnerError(PipelineError):
     """The requested device, precision or distribution strategy is not available here."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so `finally` blocks and context managers clean up."""

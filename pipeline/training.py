@@ -10,10 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import keras
@@ -21,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import ModelSpec, RunnerConfig, TrainConfig
+from pipeline.errors import Terminated
 
 
 def fingerprint(spec: ModelSpec, seed: int, runner: RunnerConfig, data_md5: str) -> str:
@@ -77,6 +81,41 @@ class Checkpoint:
         return history.drop_duplicates("epoch", keep="last").reset_index(drop=True)
 
 
+class SafePoints(keras.callbacks.Callback):
+    """Defers Ctrl-C and SIGTERM to the end of a batch or epoch.
+
+    A signal raised at any bytecode could stop BackupAndRestore half-way through writing its
+    backup, and the next run could not resume. Placed last, this raises only at safe points.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: int | None = None
+
+    def record(self, signum: int, frame: FrameType | None) -> None:
+        self.pending = signum
+
+    def _raise_pending(self, *args: Any, **kwargs: Any) -> None:
+        if self.pending == signal.SIGTERM:
+            raise Terminated()
+        if self.pending is not None:
+            raise KeyboardInterrupt()
+
+    on_train_batch_end = _raise_pending
+    on_epoch_end = _raise_pending
+
+
+@contextmanager
+def _deferred_signals(safe_points: SafePoints) -> Iterator[None]:
+    previous = {s: signal.signal(s, safe_points.record) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        safe_points._raise_pending()  # a signal that arrived after the last safe point
+
+
 class EpochTimer(keras.callbacks.Callback):
     """Adds `epoch_seconds` (wall time of the epoch) to each epoch's logs."""
 
@@ -126,24 +165,27 @@ def fit(
     callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> pd.DataFrame:
     """Fit for `train.epochs` (resuming if the checkpoint holds some) and return every epoch."""
-    model.fit(
-        dataset["x_train"],
-        dataset["y_train"],
-        validation_data=(dataset["x_val"], dataset["y_val"]),
-        epochs=train.epochs,
-        batch_size=train.batch_size,
-        shuffle=True,
-        verbose=2,
-        # Order matters for a kill between two callbacks: the tracking callbacks see an epoch
-        # before the history file, and the history file before the backup, so a resumed fit
-        # redoes (and re-logs) an epoch rather than leaving one missing.
-        callbacks=[
-            EpochTimer(),
-            *callbacks,
-            keras.callbacks.CSVLogger(str(checkpoint.history), append=True),
-            keras.callbacks.BackupAndRestore(str(checkpoint.backup), delete_checkpoint=False),
-        ],
-    )
+    safe_points = SafePoints()
+    with _deferred_signals(safe_points):
+        model.fit(
+            dataset["x_train"],
+            dataset["y_train"],
+            validation_data=(dataset["x_val"], dataset["y_val"]),
+            epochs=train.epochs,
+            batch_size=train.batch_size,
+            shuffle=True,
+            verbose=2,
+            # Order matters for a kill between two callbacks: the tracking callbacks see an
+            # epoch before the history file, and the history file before the backup, so a
+            # resumed fit redoes (and re-logs) an epoch rather than leaving one missing.
+            callbacks=[
+                EpochTimer(),
+                *callbacks,
+                keras.callbacks.CSVLogger(str(checkpoint.history), append=True),
+                keras.callbacks.BackupAndRestore(str(checkpoint.backup), delete_checkpoint=False),
+                safe_points,
+            ],
+        )
     return checkpoint.read_history()
 
 
