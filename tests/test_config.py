@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import re
@@ -11,6 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline import paths
 from pipeline.config import LayerSpec, Params, flatten, load_params, parse_params
@@ -466,3 +469,59 @@ def test_flatten_a_model_with_prefix(params: Params) -> None:
         "runner.deterministic",
         "runner.logical_cpus",
     }
+
+
+# ---------------------------------------------------------------------------- fuzz
+
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-10, 10**6),
+    st.floats(allow_nan=True),
+    st.text(max_size=8),
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+def leaf_paths(node: Any, prefix: tuple = ()) -> list[tuple]:
+    """Every path to a leaf or container of the real params, for mutation."""
+    paths = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            paths += leaf_paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            paths += leaf_paths(value, (*prefix, index))
+    return paths
+
+
+PATHS = leaf_paths(RAW)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=VALUES)
+def test_random_mappings_give_params_or_config_error(raw: Any) -> None:
+    with contextlib.suppress(ConfigError):  # any other exception fails the test
+        parse_params(raw)
+
+
+@settings(max_examples=400, deadline=None)
+@given(path=st.sampled_from(PATHS), value=VALUES)
+def test_mutated_real_params_give_params_or_config_error(path: tuple, value: Any) -> None:
+    raw = copy.deepcopy(RAW)
+    node = raw
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    try:
+        params = parse_params(raw)
+    except ConfigError as error:
+        assert "\n" not in str(error)  # one line, for one line on stderr
+    else:
+        assert params.models  # whatever was accepted is a usable configuration
