@@ -455,12 +455,12 @@ def test_flatten_gives_dotted_keys_and_readable_layers(params: Params) -> None:
 
 
 def test_flatten_a_model_with_prefix(params: Params) -> None:
-    flat = flatten(params.model("cnn_d_32"), "model")
-    assert flat["model.name"] == "cnn_d_32"
+    flat = flatten(params.model("cnn_d_30_15"), "model")
+    assert flat["model.name"] == "cnn_d_30_15"
     assert flat["model.kind"] == "cnn"
-    assert flat["model.dropout"] == RAW["models"]["cnn"]["cnn_d_32"]["dropout"]
-    assert flat["model.train.batch_size"] == RAW["train"]["batch_size"]
-    assert flat["model.layers"] == "conv32x5, pool2, dropout, flatten, dense128"
+    assert flat["model.dropout"] == RAW["models"]["cnn"]["cnn_d_30_15"]["dropout"]
+    assert flat["model.train.batch_size"] == RAW["train"]["batch_size"]  # inherited default
+    assert flat["model.layers"] == "conv30x5, pool2, conv15x3, pool2, dropout, flatten, dense128, dense50"
     assert set(flatten(params.runner, "runner")) == {
         "runner.device",
         "runner.mixed_precision",
