@@ -56,7 +56,7 @@ def _check_fits(spec: ModelSpec, index: int, layer: LayerSpec, height: int, widt
 
 
 def build_cnn(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
-    """The layer list as written (relu convs and denses), then softmax; Flatten added if missing."""
+    """The layer list as written (relu activations), then softmax; Flatten added if missing."""
     inputs = keras.Input(shape=input_shape, name="image")
     x = _augment(inputs, spec.augment)
     height, width = input_shape[:2]

@@ -460,7 +460,10 @@ def test_flatten_a_model_with_prefix(params: Params) -> None:
     assert flat["model.kind"] == "cnn"
     assert flat["model.dropout"] == RAW["models"]["cnn"]["cnn_d_30_15"]["dropout"]
     assert flat["model.train.batch_size"] == RAW["train"]["batch_size"]  # inherited default
-    assert flat["model.layers"] == "conv30x5, pool2, conv15x3, pool2, dropout, flatten, dense128, dense50"
+    assert (
+        flat["model.layers"]
+        == "conv30x5, pool2, conv15x3, pool2, dropout, flatten, dense128, dense50"
+    )
     assert set(flatten(params.runner, "runner")) == {
         "runner.device",
         "runner.mixed_precision",
