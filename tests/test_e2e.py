@@ -170,7 +170,18 @@ def test_remote_tracking_server_receives_train_evaluate_and_report(
 ) -> None:
     with mlflow_server(tmp_path / "server") as uri:
         env = pipeline_env(MLFLOW_TRACKING_URI=uri)
-        run(["dvc", "repro", "--force", "--downstream", "train_mlp@tiny_mlp"], repo, env)
+        run(
+            [
+                "dvc",
+                "repro",
+                "--force",
+                "--downstream",
+                "train_mlp@tiny_mlp",
+                "train_cnn@tiny_cnn",
+            ],
+            repo,
+            env,
+        )
         remote = MlflowClient(tracking_uri=uri)
         [found] = model_runs(remote, "tiny_mlp")
         assert "test_accuracy" in found.data.metrics
@@ -180,6 +191,8 @@ def test_remote_tracking_server_receives_train_evaluate_and_report(
             [experiment.experiment_id], filter_string="tags.`pipeline.stage` = 'report'"
         )
         assert summary.data.tags["pipeline.run.tiny_mlp"] == found.info.run_id
-        assert remote.get_model_version_by_alias("mnist-champion", "champion")
+        champion = json.loads((repo / "reports" / "summary.json").read_text())["champion"]
+        version = remote.get_model_version_by_alias("mnist-champion", "champion")
+        assert version.tags["pipeline.model"] == champion
     stored = list((tmp_path / "server" / "artifacts").rglob("confusion.png"))
     assert stored, "artifacts were not proxied to the server's artifact store"
