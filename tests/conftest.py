@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from pipeline.bench import TINY_MODELS  # the tiny pipeline the benchmark also runs
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
@@ -82,28 +84,6 @@ def copy_repo(destination: Path) -> Path:
     run(["git", "add", "-A"], destination, env)
     run(["git", "commit", "-qm", "copy of the repository under test"], destination, env)
     return destination
-
-
-TINY_MODELS = {
-    "mlp": {
-        "tiny_mlp": {
-            "source": "E",
-            "reported_accuracy": 0.975,
-            "target_accuracy": 0.5,
-            "hidden": [32],
-            "dropout": 0.0,
-        }
-    },
-    "cnn": {
-        "tiny_cnn": {
-            "source": "A",
-            "reported_accuracy": 0.9875,
-            "target_accuracy": 0.5,
-            "dropout": 0.25,
-            "layers": [{"conv": 8, "kernel": 3}, {"pool": 2}, "flatten", "dropout"],
-        }
-    },
-}
 
 
 def write_small_params(
