@@ -35,6 +35,9 @@ ui: setup  ## MLflow UI on http://127.0.0.1:5000 against the embedded store
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow/mlflow.db) \
 	    --default-artifact-root $(abspath mlflow/artifacts) --host $(HOST) --port $(PORT)
 
+screenshots: setup  ## MLflow UI screenshots in docs/ (runs, confusion matrix, compare, charts)
+	$(PY) -m pipeline.screenshots --out docs
+
 bench: setup  ## the benchmark (about 7 minutes on 2 idle cores); writes bench.json
 	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m pipeline.bench --json reports/bench.json
 
