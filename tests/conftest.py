@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.bench import TINY_MODELS  # the tiny pipeline the benchmark also runs
+# The benchmark's tiny pipeline and repo copy serve the end-to-end tests too.
+from pipeline.bench import TINY_MODELS, command_env, copy_repository
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -33,19 +33,8 @@ def mnist_mirror() -> Path | None:
 
 
 def pipeline_env(**extra: str) -> dict[str, str]:
-    """The environment of a stage or dvc command: this venv first on PATH, no outer DVC/MLflow."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.setdefault("GIT_AUTHOR_NAME", "tests")
-    env.setdefault("GIT_AUTHOR_EMAIL", "tests@localhost")
-    env.setdefault("GIT_COMMITTER_NAME", "tests")
-    env.setdefault("GIT_COMMITTER_EMAIL", "tests@localhost")
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    mirror = mnist_mirror()
-    if mirror is not None:
-        env["MNIST_MIRROR"] = str(mirror)
-    env.update(extra)
-    return env
+    """The environment of a stage or dvc command (the benchmark's), plus `extra`."""
+    return {**command_env(mnist_mirror()), **extra}
 
 
 def run(
@@ -66,24 +55,7 @@ def run(
 
 def copy_repo(destination: Path) -> Path:
     """Copy the repository's tracked and new (not ignored) files into a fresh git repo."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    for name in filter(None, listed):
-        source = REPO_ROOT / name
-        if source.is_file() and not name.startswith(("reports/", "dvc.lock")):
-            target = destination / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-    env = pipeline_env()
-    run(["git", "init", "-q", "-b", "main"], destination, env)
-    run(["git", "add", "-A"], destination, env)
-    run(["git", "commit", "-qm", "copy of the repository under test"], destination, env)
-    return destination
+    return copy_repository(destination, REPO_ROOT)
 
 
 def write_small_params(
