@@ -13,7 +13,7 @@ import os
 import time
 import zipfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -376,24 +376,40 @@ def save_dataset(path: Path, **arrays: Any) -> None:
     write_with(path, write)
 
 
-def load_dataset(path: Path) -> dict[str, Any]:
-    """Read the processed data set: arrays by name, plus float `mean`, `std`, str `normalize`."""
+def _read_dataset(path: Path, keys: Sequence[str]) -> dict[str, np.ndarray]:
+    """The named members of the processed data set; an npz reads only the members asked for."""
     hint = "run `dvc repro preprocess`"
     try:
         archive = np.load(path, allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):
             raise DataError(f"{path}: not an .npz archive; {hint}")
         with archive:
-            missing = [k for k in DATASET_ARRAYS + DATASET_SCALARS if k not in archive.files]
+            missing = [k for k in keys if k not in archive.files]
             if missing:
                 raise DataError(f"{path}: lacks {', '.join(missing)}; {hint}")
-            data: dict[str, Any] = {key: archive[key] for key in DATASET_ARRAYS}
-            data["mean"] = float(archive["mean"])
-            data["std"] = float(archive["std"])
-            data["normalize"] = str(archive["normalize"])
+            return {key: archive[key] for key in keys}
     except FileNotFoundError:
         raise DataError(f"{path}: missing; {hint}") from None
     except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile, zlib.error) as error:
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise DataError(f"{path}: not a readable data set ({reason}); {hint}") from None
+
+
+def load_dataset(path: Path) -> dict[str, Any]:
+    """Read the processed data set: arrays by name, plus float `mean`, `std`, str `normalize`."""
+    data: dict[str, Any] = _read_dataset(path, DATASET_ARRAYS + DATASET_SCALARS)
+    data["mean"] = float(data["mean"])
+    data["std"] = float(data["std"])
+    data["normalize"] = str(data["normalize"])
     return data
+
+
+def normalization(path: Path) -> tuple[float, float]:
+    """The training (mean, std) stored in the processed data set, without reading its arrays."""
+    scalars = _read_dataset(path, ("mean", "std"))
+    mean, std = float(scalars["mean"]), float(scalars["std"])
+    if not np.isfinite(mean) or not np.isfinite(std) or std <= 0:
+        raise DataError(
+            f"{path}: unusable normalisation mean={mean}, std={std}; run `dvc repro preprocess`"
+        )
+    return mean, std

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import paths
+from pipeline.data import normalization
 from pipeline.errors import DataError, PipelineError
 from pipeline.imaging import read_image, to_mnist
 
@@ -39,27 +39,6 @@ def champion_name() -> str:
     if not isinstance(name, str) or not name:
         raise DataError(f"{summary_path}: names no champion; {hint}")
     return name
-
-
-def normalization(dataset_path: Path) -> tuple[float, float]:
-    """The training (mean, std) stored in the processed data set, without reading its arrays."""
-    hint = "run `dvc repro preprocess`"
-    try:
-        archive = np.load(dataset_path, allow_pickle=False)
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise DataError(f"{dataset_path}: not an .npz archive; {hint}")
-        with archive:  # an NpzFile reads a member only when it is asked for
-            mean, std = float(archive["mean"]), float(archive["std"])
-    except FileNotFoundError:
-        raise DataError(f"{dataset_path}: missing; {hint}") from None
-    except KeyError as error:
-        raise DataError(f"{dataset_path}: lacks {error.args[0]}; {hint}") from None
-    except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DataError(f"{dataset_path}: not a readable data set ({reason}); {hint}") from None
-    if not np.isfinite(mean) or not np.isfinite(std) or std <= 0:
-        raise DataError(f"{dataset_path}: unusable normalisation mean={mean}, std={std}; {hint}")
-    return mean, std
 
 
 def load_images(files: Sequence[str | Path]) -> tuple[list[str], np.ndarray, list[DataError]]:
