@@ -347,6 +347,16 @@ def test_shrink_params_gives_valid_tiny_params(tmp_path: Path) -> None:
     assert params.model("tiny_cnn").train.epochs == bench.TINY_EPOCHS
 
 
+def test_shrink_params_can_keep_every_model_at_one_epoch(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(paths.PARAMS.read_text())
+    bench.shrink_params(path, models=None)
+    params, real = load_params(path), load_params(paths.PARAMS)
+    assert set(params.models) == set(real.models)
+    assert {params.model(name).train.epochs for name in params.models} == {bench.TINY_EPOCHS}
+    assert params.preprocess.train_limit == bench.TINY_TRAIN_LIMIT
+
+
 def test_missing_mnist_copy_is_one_data_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
