@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 # The benchmark's tiny pipeline and repo copy serve the end-to-end tests too.
-from pipeline.bench import TINY_MODELS, command_env, copy_repository
+from pipeline.bench.repo import TINY_MODELS, command_env, copy_repository
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent

@@ -1,0 +1,184 @@
+"""The command line: parse the arguments, check inputs, run the sections, print the report."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipeline import bench, io, paths
+from pipeline.bench.cpu import cpu_settings, serve_variant
+from pipeline.bench.epochs import epoch_times
+from pipeline.bench.formatting import format_report
+from pipeline.bench.full import full_pipeline
+from pipeline.bench.loading import input_pipeline
+from pipeline.bench.measure import busy_cpu_seconds, other_cpus
+from pipeline.bench.noop import dvc_startup
+from pipeline.bench.overhead import TRACKING_REPEATS, tracking_overhead
+from pipeline.bench.repo import mnist_mirror
+from pipeline.bench.sections import (
+    BUDGET_SECONDS,
+    DEFAULT_SECTIONS,
+    SECTIONS,
+    TENSORFLOW_SECTIONS,
+    TITLES,
+)
+from pipeline.config import Params, load_params
+from pipeline.errors import DataError, PipelineError
+
+log = logging.getLogger("pipeline.bench")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The options, with `sections` the chosen sections in the order they run."""
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.bench", description=bench.__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--full",
+        action="store_true",
+        help="also time the full dvc repro and its peak memory (~30 min)",
+    )
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=TRACKING_REPEATS,
+        help="repeats of the tracking-overhead comparison (default %(default)s)",
+    )
+    parser.add_argument("--sections", help=f"comma-separated subset of {', '.join(SECTIONS)}")
+    parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: a section-6 worker
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be >= 1")
+    chosen = args.sections.split(",") if args.sections else list(DEFAULT_SECTIONS)
+    unknown = [name for name in chosen if name not in SECTIONS]
+    if unknown:
+        parser.error(f"unknown section {unknown[0]!r} (known: {', '.join(SECTIONS)})")
+    if "full" in chosen and not args.full:
+        parser.error("the full section runs only with --full")
+    if args.full:
+        chosen.append("full")
+    args.sections = [name for name in SECTIONS if name in chosen]
+    return args
+
+
+def check_inputs(sections: Sequence[str]) -> None:
+    """Fail before any measurement if a section's input is missing."""
+    needs = {
+        "tracking": [paths.DATASET],
+        "epochs": [paths.DATASET],
+        "cpu": [paths.DATASET],
+        "input": [paths.RAW_DIR, paths.DATASET],
+    }
+    for name in sections:
+        for path in needs.get(name, []):
+            if not path.exists():
+                raise DataError(f"{path}: missing (section {name}); run `dvc repro preprocess`")
+        if name in ("dvc", "full"):
+            mnist_mirror()
+
+
+def processor_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else what the platform module says."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def run_bench(params: Params, sections: Sequence[str], repeats: int) -> dict[str, Any]:
+    """Run the chosen sections in order; the report of their figures."""
+    started = time.perf_counter()
+    machine_start, own_start = busy_cpu_seconds()
+    report: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": processor_name(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_start": list(os.getloadavg()),
+        },
+        "sections": {},
+    }
+    runtime = None
+    if TENSORFLOW_SECTIONS & set(sections):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        from pipeline import runner
+
+        runtime = runner.configure(params.runner, params.seed)  # once, before any TF op
+        tags = runtime.tags()
+        report["runtime"] = {
+            "device": runtime.device,
+            "precision": runtime.precision_policy,
+            "jit_compile": runtime.jit_compile,
+            "deterministic": params.runner.deterministic,
+            "tensorflow": tags["tensorflow.version"],
+            "keras": tags["keras.version"],
+        }
+    measures: dict[str, Callable[[], dict[str, Any]]] = {
+        "tracking": lambda: tracking_overhead(params, runtime, repeats),
+        "epochs": lambda: epoch_times(params, runtime),
+        "dvc": dvc_startup,
+        "full": full_pipeline,
+        "input": lambda: input_pipeline(params),
+        "cpu": lambda: cpu_settings(params, runtime),
+    }
+    for name in sections:
+        log.info("%s (budget %d s)", TITLES[name], BUDGET_SECONDS[name])
+        start = time.perf_counter()
+        machine, own = busy_cpu_seconds()
+        result = measures[name]()
+        result["seconds"] = time.perf_counter() - start
+        result["budget_s"] = BUDGET_SECONDS[name]
+        machine_end, own_end = busy_cpu_seconds()
+        result["other_cpus"] = other_cpus(machine_end - machine, own_end - own, result["seconds"])
+        if result["seconds"] > BUDGET_SECONDS[name]:
+            log.warning(
+                "%s took %.0f s, over its budget of %d s",
+                TITLES[name],
+                result["seconds"],
+                BUDGET_SECONDS[name],
+            )
+        report["sections"][name] = result
+    report["machine"]["load_end"] = list(os.getloadavg())
+    report["seconds"] = time.perf_counter() - started
+    machine_end, own_end = busy_cpu_seconds()
+    report["other_cpus"] = other_cpus(
+        machine_end - machine_start, own_end - own_start, report["seconds"]
+    )
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the bench; print the tables, write the JSON; 1 with one line on an expected fault."""
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    try:
+        params = load_params()
+        if args.variant:
+            serve_variant(params, json.loads(args.variant))
+            return 0
+        check_inputs(args.sections)
+        report = run_bench(params, args.sections, args.repeats)
+        print(format_report(report))
+        if args.json:
+            io.write_json(args.json, report)
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    return 0

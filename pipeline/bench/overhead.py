@@ -1,0 +1,204 @@
+"""Section 1: the overhead of the pipeline's callbacks and MLflow logging on model.fit."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipeline import data, paths
+from pipeline.bench.measure import (
+    BenchError,
+    alternating_order,
+    environment,
+    interleave,
+    paired_ratio,
+    summary,
+    timed,
+    verdict,
+)
+from pipeline.bench.trials import WARMUP_BATCHES, clear_keras, fresh_model, pick_model, subset
+from pipeline.config import ModelSpec, Params, flatten
+
+if TYPE_CHECKING:  # TensorFlow, Keras and MLflow are imported only where they are used
+    import keras
+
+    from pipeline.runner import Runtime
+    from pipeline.tracking import TrackedRun
+
+log = logging.getLogger("pipeline.bench")
+
+TRACKING_REPEATS = 5
+TRACKING_TRAIN_IMAGES = 12_000
+TRACKING_VAL_IMAGES = 3_000
+TRACKING_EPOCHS = 2
+TRACKING_GOAL_RATIO = 1.03
+FIXED_COST_REPEATS = 3
+
+
+def tracking_overhead(
+    params: Params,
+    runtime: Runtime,
+    repeats: int = TRACKING_REPEATS,
+    model_name: str | None = None,
+) -> dict[str, Any]:
+    """Plain model.fit against training.fit with the pipeline's callbacks and MLflow logging."""
+    from pipeline import tracking, training
+
+    name = model_name or pick_model(params)
+    spec = params.model(name)
+    train = dataclasses.replace(spec.train, epochs=TRACKING_EPOCHS)
+    dataset = data.load_dataset(paths.DATASET)
+    part = subset(dataset, TRACKING_TRAIN_IMAGES, TRACKING_VAL_IMAGES, params.seed)
+    del dataset
+    train_size = len(part["y_train"])
+    tags = {"pipeline.model": name, "pipeline.stage": "bench", **runtime.tags()}
+
+    def model() -> keras.Model:
+        return fresh_model(params, spec, train_size, runtime.jit_compile)
+
+    # MLflow keeps the artifacts of a store named by MLFLOW_TRACKING_URI under ./mlruns, so the
+    # working directory is the temporary folder too.
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp,
+        contextlib.chdir(tmp),
+        environment(MLFLOW_TRACKING_URI=f"sqlite:///{Path(tmp) / 'mlflow.db'}"),
+    ):
+        experiment = tracking.connect(params.tracking)  # creates the store's schema: not timed
+
+        def plain(sample: Mapping[str, np.ndarray] = part) -> dict[str, float]:
+            fitted = model()
+            with contextlib.redirect_stdout(sys.stderr), timed() as figures:
+                fitted.fit(
+                    sample["x_train"],
+                    sample["y_train"],
+                    validation_data=(sample["x_val"], sample["y_val"]),
+                    epochs=train.epochs,
+                    batch_size=train.batch_size,
+                    shuffle=True,
+                    verbose=2,
+                )
+            return figures
+
+        def tracked(sample: Mapping[str, np.ndarray] = part) -> dict[str, float]:
+            fitted = model()
+            checkpoint = training.Checkpoint(Path(tmp) / "checkpoints", "bench")
+            checkpoint.start()
+            # The run opens before and ends after the timed block: that is the fixed cost.
+            with (
+                tracking.start_run(experiment, f"bench {name}", tags) as run,
+                contextlib.redirect_stdout(sys.stderr),
+                timed() as figures,
+            ):
+                training.fit(fitted, sample, train, checkpoint, [tracking.EpochLogger(run)])
+            checkpoint.clear()
+            _check_logged(run)
+            return figures
+
+        # The process's first fit pays one-off costs (thread pools, kernels, first writes):
+        # a short untimed run of each side keeps them out of the first timed repeat.
+        log.info("  warm-up of both sides (not timed)")
+        warm = {key: values[: WARMUP_BATCHES * train.batch_size] for key, values in part.items()}
+        plain(warm)
+        tracked(warm)
+        runs = interleave({"plain": plain, "pipeline": tracked}, repeats)
+        log.info("  fixed cost of tracking, %d runs", FIXED_COST_REPEATS)
+        fixed = [
+            _fixed_cost(params, spec, model(), part["x_val"][:5], tags)
+            for _ in range(FIXED_COST_REPEATS)
+        ]
+    clear_keras()
+
+    context = {
+        "model": name,
+        "train_images": train_size,
+        "val_images": len(part["y_val"]),
+        "epochs": train.epochs,
+        "batch_size": train.batch_size,
+    }
+    return tracking_result(runs, fixed, context)
+
+
+def tracking_result(
+    runs: Mapping[str, Sequence[Mapping[str, float]]],
+    fixed: Sequence[Mapping[str, float]],
+    context: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Medians of both sides, paired ratios b/a against the goal, fixed-cost medians."""
+    repeats = len(runs["plain"])
+    result: dict[str, Any] = {
+        **context,
+        "repeats": repeats,
+        "order": alternating_order(["plain", "pipeline"], repeats),
+        "goal_ratio": TRACKING_GOAL_RATIO,
+        "fixed_cost_repeats": len(fixed),
+        "fixed_cost_s": {step: summary(fixed, step) for step in fixed[0]},
+    }
+    for key in ("wall_s", "cpu_s"):
+        result[f"plain_{key}"] = summary(runs["plain"], key)
+        result[f"pipeline_{key}"] = summary(runs["pipeline"], key)
+        ratio = paired_ratio(result[f"pipeline_{key}"]["runs"], result[f"plain_{key}"]["runs"])
+        result[f"ratio_{key}"] = ratio
+        result[f"verdict_{key}"] = verdict(ratio, TRACKING_GOAL_RATIO)
+    return result
+
+
+def _check_logged(run: TrackedRun) -> None:
+    """Measurements of a store that refused writes would be wrong: stop."""
+    if run.failures:
+        raise BenchError(f"MLflow logging failed during the bench: {'; '.join(run.failures)}")
+
+
+def _fixed_cost(
+    params: Params,
+    spec: ModelSpec,
+    model: keras.Model,
+    sample: np.ndarray,
+    tags: Mapping[str, str],
+) -> dict[str, float]:
+    """Seconds of each tracking call a train stage makes outside its epoch loop."""
+    from pipeline import tracking
+
+    steps: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def step(name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        yield
+        steps[name] = time.perf_counter() - start
+
+    stack = contextlib.ExitStack()
+    try:
+        with step("connect"):
+            experiment = tracking.connect(params.tracking)
+        with step("start_run"):
+            run = stack.enter_context(tracking.start_run(experiment, f"bench {spec.name}", tags))
+        with step("log_params"):
+            run.log_params(
+                {
+                    **flatten(spec, "model"),
+                    "seed": params.seed,
+                    **flatten(params.runner, "runner"),
+                    **flatten(params.preprocess, "preprocess"),
+                    "model.parameters": model.count_params(),
+                }
+            )
+        with step("log_text summary"):
+            run.log_text(tracking.model_summary(model), "model_summary.txt")
+        with step("log_keras_model"):
+            run.log_keras_model(model, sample)
+        with step("end_run"):
+            stack.close()
+    finally:
+        stack.close()
+    _check_logged(run)
+    steps["total"] = sum(steps.values())
+    return steps
