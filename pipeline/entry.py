@@ -23,6 +23,25 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise Terminated()
 
 
+def handle_sigterm() -> None:
+    """Make SIGTERM raise Terminated, so `finally` blocks and `exit_code` see it like Ctrl-C."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def exit_code(work: Callable[[], int | None]) -> int:
+    """Run a command's `work()`; its exit code (None is 0), or one line on stderr and 1 for an
+    expected fault, 130 for Ctrl-C, 143 for SIGTERM (see `handle_sigterm`)."""
+    try:
+        return work() or 0
+    except PipelineError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt as interrupt:
+        terminated = isinstance(interrupt, Terminated)
+        print(f"error: interrupted by {'SIGTERM' if terminated else 'Ctrl-C'}", file=sys.stderr)
+        return 143 if terminated else 130
+
+
 def run_stage(main: Callable[..., None], description: str, per_model: bool = False) -> None:
     """Run a stage's `main(params)` or `main(params, model_name)` as a CLI and exit."""
     parser = argparse.ArgumentParser(description=description)
@@ -32,18 +51,14 @@ def run_stage(main: Callable[..., None], description: str, per_model: bool = Fal
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
-    signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
+    handle_sigterm()
+
+    def work() -> None:
         params: Params = load_params()
         if per_model:
             params.model(args.model)  # an unknown name fails here, before any work
             main(params, args.model)
         else:
             main(params)
-    except PipelineError as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(1)
-    except KeyboardInterrupt as interrupt:
-        signal_name = "SIGTERM" if isinstance(interrupt, Terminated) else "Ctrl-C"
-        print(f"error: interrupted by {signal_name}", file=sys.stderr)
-        sys.exit(143 if isinstance(interrupt, Terminated) else 130)
+
+    sys.exit(exit_code(work))

@@ -19,7 +19,8 @@ import numpy as np
 
 from pipeline import paths
 from pipeline.data import normalization
-from pipeline.errors import DataError, PipelineError
+from pipeline.entry import exit_code
+from pipeline.errors import DataError
 from pipeline.imaging import read_image, to_mnist
 
 PREDICT_BATCH = 256
@@ -121,25 +122,22 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (1 if anything failed)."""
     args = _parser().parse_args(argv)
-    try:
+
+    def work() -> int:
         name = args.model or champion_name()
         mean, std = normalization(paths.DATASET)
         names, images, errors = load_images(args.images)
         results = classify(load(name), names, images, mean, std) if names else []
-    except PipelineError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted by Ctrl-C", file=sys.stderr)
-        return 130
-    if args.json:
-        print(json.dumps(results, indent=2))
-    else:
-        for result in results:
-            print(f"{result['file']}: {result['digit']} ({result['probability']:.1%})")
-    for error in errors:
-        print(f"error: {error}", file=sys.stderr)
-    return 1 if errors else 0
+        if args.json:
+            print(json.dumps(results, indent=2))
+        else:
+            for result in results:
+                print(f"{result['file']}: {result['digit']} ({result['probability']:.1%})")
+        for error in errors:
+            print(f"error: {error}", file=sys.stderr)
+        return 1 if errors else 0
+
+    return exit_code(work)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 
 from pipeline import io, paths
+from pipeline.entry import exit_code
 from pipeline.errors import PipelineError
 
 START = "<!-- results:start (written by `make results` from reports/results.md) -->"
@@ -25,15 +26,14 @@ def splice(readme: str, results: str) -> str:
 
 def main() -> int:
     readme, results = paths.ROOT / "README.md", paths.REPORTS_DIR / "results.md"
-    try:
+
+    def work() -> None:
         if not results.is_file():
             raise PipelineError(f"{results}: missing; run `dvc repro` first")
         io.write_text(readme, splice(readme.read_text(), results.read_text()))
-    except PipelineError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(f"updated {readme} from {results}")
-    return 0
+        print(f"updated {readme} from {results}")
+
+    return exit_code(work)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -37,7 +36,8 @@ import requests
 
 from pipeline import io, paths
 from pipeline.config import load_params
-from pipeline.errors import PipelineError, Terminated
+from pipeline.entry import exit_code, handle_sigterm
+from pipeline.errors import PipelineError
 
 CHAMPION_ALIAS = "champion"
 CONFUSION_FIGURES = ("evaluation/figures/confusion_errors.png", "evaluation/figures/confusion.png")
@@ -492,27 +492,18 @@ def take_screenshots(out: Path, port: int) -> list[Path]:
     return written
 
 
-def _raise_terminated(signum: int, frame: FrameType | None) -> None:
-    raise Terminated()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=paths.ROOT / "docs", help="output folder")
     parser.add_argument("--port", type=int, default=0, help="port of the UI (default: a free one)")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, _raise_terminated)  # so that `finally` stops the server
-    try:
-        written = take_screenshots(args.out, args.port)
-    except PipelineError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt as interrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 143 if isinstance(interrupt, Terminated) else 130
-    for path in written:
-        print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
-    return 0
+    handle_sigterm()  # so that `finally` stops the server
+
+    def work() -> None:
+        for path in take_screenshots(args.out, args.port):
+            print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
+
+    return exit_code(work)
 
 
 if __name__ == "__main__":

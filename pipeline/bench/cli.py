@@ -8,7 +8,6 @@ import json
 import logging
 import os
 import platform
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,7 +31,8 @@ from pipeline.bench.sections import (
     TITLES,
 )
 from pipeline.config import Params, load_params
-from pipeline.errors import DataError, PipelineError
+from pipeline.entry import exit_code
+from pipeline.errors import DataError
 
 log = logging.getLogger("pipeline.bench")
 
@@ -165,20 +165,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
-    try:
+
+    def work() -> None:
         params = load_params()
         if args.variant:
             serve_variant(params, json.loads(args.variant))
-            return 0
+            return
         check_inputs(args.sections)
         report = run_bench(params, args.sections, args.repeats)
         print(format_report(report))
         if args.json:
             io.write_json(args.json, report)
-    except PipelineError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
-    return 0
+
+    return exit_code(work)
