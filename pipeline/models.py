@@ -8,7 +8,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from pipeline.config import AugmentConfig, LayerSpec, ModelSpec
+from pipeline.config import LayerSpec, ModelSpec
 from pipeline.errors import ConfigError, DataError
 
 
@@ -19,25 +19,10 @@ def _output(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
     )
 
 
-def _augment(x: keras.KerasTensor, augment: AugmentConfig) -> keras.KerasTensor:
-    """Random shift, rotation and zoom while training; identity at inference."""
-    if augment.shift > 0:
-        x = layers.RandomTranslation(
-            augment.shift, augment.shift, fill_mode="constant", name="random_shift"
-        )(x)
-    if augment.rotation > 0:
-        x = layers.RandomRotation(augment.rotation, fill_mode="constant", name="random_rotation")(
-            x
-        )
-    if augment.zoom > 0:
-        x = layers.RandomZoom(augment.zoom, fill_mode="constant", name="random_zoom")(x)
-    return x
-
-
 def build_mlp(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """Flatten, then Dense(units, relu) per `hidden` entry (with dropout if > 0), then softmax."""
     inputs = keras.Input(shape=input_shape, name="image")
-    x = layers.Flatten(name="flatten")(_augment(inputs, spec.augment))
+    x = layers.Flatten(name="flatten")(inputs)
     for i, units in enumerate(spec.hidden):
         x = layers.Dense(units, activation="relu", name=f"dense_{i}")(x)
         if spec.dropout > 0:
@@ -58,7 +43,7 @@ def _check_fits(spec: ModelSpec, index: int, layer: LayerSpec, height: int, widt
 def build_cnn(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """The layer list as written (relu activations), then softmax; Flatten added if missing."""
     inputs = keras.Input(shape=input_shape, name="image")
-    x = _augment(inputs, spec.augment)
+    x = inputs
     height, width = input_shape[:2]
     flat = False
     for i, layer in enumerate(spec.layers):
@@ -106,7 +91,10 @@ BUILDERS: dict[str, Callable[[ModelSpec, tuple[int, ...], int], keras.Model]] = 
 
 
 def build_model(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
-    """The uncompiled Functional model for `spec` (input `input_shape`, e.g. (28, 28, 1))."""
+    """The uncompiled Functional classifier for `spec` (input `input_shape`, e.g. (28, 28, 1)).
+
+    Augmentation is not part of it: see `augment.with_augmentation` for the model to fit.
+    """
     return BUILDERS[spec.kind](spec, input_shape, num_classes)
 
 

@@ -229,13 +229,3 @@ def test_load_model_corrupt_file_names_the_path(tmp_path: Path) -> None:
     message = str(info.value)
     assert message.startswith(f"{path}: not a loadable Keras model (")
     assert "\n" not in message
-
-
-def test_augmentation_is_active_in_training_only(params: Params) -> None:
-    model = build_model(params.model("cnn_ours_bn"), INPUT_SHAPE, NUM_CLASSES)
-    names = [layer.name for layer in model.layers]
-    assert names[1:4] == ["random_shift", "random_rotation", "random_zoom"]
-    images = np.random.default_rng(0).random((4, *INPUT_SHAPE), dtype=np.float32)
-    augmenter = keras.Sequential(model.layers[1:4])
-    np.testing.assert_array_equal(augmenter(images, training=False), images)
-    assert not np.allclose(augmenter(images, training=True), images)

@@ -36,6 +36,8 @@ TINY_MODELS = {
             "reported_accuracy": 0.9875,
             "target_accuracy": 0.5,
             "dropout": 0.25,
+            # augmented like our own model, so the end-to-end tests train through RandomAffine
+            "augment": {"rotation": 0.03, "shift": 0.1, "zoom": 0.1},
             "layers": [{"conv": 8, "kernel": 3}, {"pool": 2}, "flatten", "dropout"],
         }
     },

@@ -63,10 +63,12 @@ def fresh_model(
     batch_size: int | None = None,
     policy: str | None = None,
 ) -> keras.Model:
-    """Seed, build and compile `spec` as the train stage does; `policy` only for this model."""
+    """Seed, build and compile `spec` as the train stage does (augmentation included); `policy`
+    only for this model."""
     import keras
 
     from pipeline import training
+    from pipeline.augment import with_augmentation
     from pipeline.models import build_model
 
     train = (
@@ -78,7 +80,10 @@ def fresh_model(
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(policy or previous)
     try:
-        model = build_model(spec, (*params.data.image_shape, 1), params.data.num_classes)
+        model = with_augmentation(
+            build_model(spec, (*params.data.image_shape, 1), params.data.num_classes),
+            spec.augment,
+        )
     finally:
         keras.mixed_precision.set_global_policy(previous)
     training.compile_model(model, train, train_size, jit_compile)

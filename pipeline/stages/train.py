@@ -13,6 +13,7 @@ import logging
 import keras
 
 from pipeline import data, io, paths, provenance, runner, tracking, training
+from pipeline.augment import with_augmentation
 from pipeline.config import ModelSpec, Params, flatten
 from pipeline.entry import run_stage
 from pipeline.models import build_model
@@ -57,7 +58,8 @@ def main(params: Params, name: str) -> None:
     train_size = len(dataset["y_train"])
     with runtime.strategy.scope():
         model = build_model(spec, dataset["x_train"].shape[1:], params.data.num_classes)
-        training.compile_model(model, spec.train, train_size, runtime.jit_compile)
+        trainee = with_augmentation(model, spec.augment)  # shares model's weights
+        training.compile_model(trainee, spec.train, train_size, runtime.jit_compile)
 
     checkpoint = training.Checkpoint(
         paths.checkpoint_dir(name),
@@ -73,7 +75,9 @@ def main(params: Params, name: str) -> None:
         checkpoint.save_run_id(run.run_id)
         run.log_params(_run_params(params, spec, model, dataset))
         run.log_text(tracking.model_summary(model), "model_summary.txt")
-        history = training.fit(model, dataset, spec.train, checkpoint, [tracking.EpochLogger(run)])
+        history = training.fit(
+            trainee, dataset, spec.train, checkpoint, [tracking.EpochLogger(run)]
+        )
 
         summary = training.summarize(history, model.count_params())
         model_path = paths.model_file(name)
