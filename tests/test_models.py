@@ -27,8 +27,8 @@ PARAMETER_COUNTS = {
     "cnn_c_20_40_60": 42_530,
     "cnn_d_32": 592_074,
     "cnn_d_30_15": 59_933,
-    # ours: 4 same-padded convs with batch norm (2 trainable + 2 moving statistics per channel)
-    "cnn_ours_bn": 469_098,
+    # ours: 5 convs and a dense layer with batch norm (2 trainable + 2 moving statistics each)
+    "cnn_ours_bn": 275_050,
 }
 
 
