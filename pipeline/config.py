@@ -105,7 +105,7 @@ class LayerSpec:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Random training-time distortions (Keras preprocessing layers, inactive at inference)."""
+    """Random training-time distortions: one resampling (pipeline.augment), none at inference."""
 
     rotation: float = field(default=0.0, metadata=RATE)  # fraction of a full turn
     shift: float = field(default=0.0, metadata=RATE)  # fraction of the image size
