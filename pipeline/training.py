@@ -157,6 +157,26 @@ def compile_model(
     )
 
 
+def epoch_callbacks(
+    checkpoint: Checkpoint,
+    callbacks: Sequence[keras.callbacks.Callback],
+    safe_points: SafePoints,
+) -> list[keras.callbacks.Callback]:
+    """The per-epoch bookkeeping around every fit, `callbacks` (tracking) in their place.
+
+    Order matters for a kill between two callbacks: the tracking callbacks see an epoch before
+    the history file, and the history file before the backup, so a resumed fit redoes (and
+    re-logs) an epoch rather than leaving one missing.
+    """
+    return [
+        EpochTimer(),
+        *callbacks,
+        keras.callbacks.CSVLogger(str(checkpoint.history), append=True),
+        keras.callbacks.BackupAndRestore(str(checkpoint.backup), delete_checkpoint=False),
+        safe_points,
+    ]
+
+
 def fit(
     model: keras.Model,
     dataset: Mapping[str, np.ndarray],
@@ -175,16 +195,7 @@ def fit(
             batch_size=train.batch_size,
             shuffle=True,
             verbose=2,
-            # Order matters for a kill between two callbacks: the tracking callbacks see an
-            # epoch before the history file, and the history file before the backup, so a
-            # resumed fit redoes (and re-logs) an epoch rather than leaving one missing.
-            callbacks=[
-                EpochTimer(),
-                *callbacks,
-                keras.callbacks.CSVLogger(str(checkpoint.history), append=True),
-                keras.callbacks.BackupAndRestore(str(checkpoint.backup), delete_checkpoint=False),
-                safe_points,
-            ],
+            callbacks=epoch_callbacks(checkpoint, callbacks, safe_points),
         )
     return checkpoint.read_history()
 

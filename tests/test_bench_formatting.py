@@ -47,6 +47,7 @@ def fake_report() -> dict:
             "pipeline": runs_of("wall_s", 10.1, 10.2, 10.6),
         },
         [{"connect": 0.01, "log_keras_model": 0.5, "total": 0.51}] * 3,
+        runs_of("wall_s", 0.04, 0.05, 0.06),
         {
             "model": spec.name,
             "train_images": 12000,
@@ -127,6 +128,8 @@ def test_report_text_has_every_section_its_verdicts_and_the_extrapolation_note()
         assert title in text
     assert "ratio b/a (median of the per-repeat ratios)        1.020" in text
     assert "goal b/a <= 1.03" in text
+    # 0.05 s of bookkeeping on a plain epoch of 10 s / 2 epochs = 5 s
+    assert "ratio (plain epoch + bookkeeping) / plain epoch  1.010  1.010" in text
     assert "EXTRAPOLATED" in text
     assert "peak summed RSS of the process tree (sampled)  5.00 GiB" in text
     assert "FAIL" in text  # 5 GiB is over the memory goal and the npz load over 2 s

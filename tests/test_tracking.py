@@ -406,6 +406,26 @@ def test_epoch_logger_logs_every_epoch_with_a_one_based_step(experiment_id: str)
         assert all(np.isfinite(value) for _, value in points)
 
 
+def test_bench_bookkeeping_probe_times_and_logs_each_epoch_as_fit_would(
+    experiment_id: str, tmp_path: Path
+) -> None:
+    from pipeline.bench.overhead import bookkeeping_cost
+
+    features, labels = samples()
+    model = tiny_model()
+    epochs = bookkeeping_cost(
+        model, {"x_train": features, "y_train": labels}, experiment_id, TAGS, tmp_path, epochs=4
+    )
+    assert len(epochs) == 4
+    assert all(e["wall_s"] > 0 and e["cpu_s"] >= 0 for e in epochs)
+    (probe,) = mlflow.search_runs([experiment_id], output_format="list")
+    assert probe.info.run_name == "bench bookkeeping"
+    assert probe.info.status == "FINISHED"
+    for key in ("loss", "val_accuracy", "epoch_seconds"):  # EpochTimer runs before the logger
+        assert [step for step, _ in history(probe.info.run_id, key)] == [1, 2, 3, 4], key
+    assert not (tmp_path / "bookkeeping" / "bench").exists()  # its backup and CSV are cleared
+
+
 def test_find_run_returns_the_newest_run_with_all_tags(experiment_id: str) -> None:
     def open_run(tags: dict[str, str]) -> str:
         with tracking.start_run(experiment_id, "search", tags) as run:

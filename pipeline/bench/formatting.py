@@ -70,6 +70,24 @@ def format_tracking(result: Mapping[str, Any]) -> list[str]:
         f"{alternation_text(['a', 'b'])}",
         format_table(["side", "wall s", "CPU s"], rows),
         "",
+        f"Per-epoch bookkeeping alone (training.fit's callbacks with the MLflow EpochLogger, "
+        f"called directly; median of {result['bookkeeping_epochs']} epochs)",
+        format_table(
+            ["", "wall", "CPU"],
+            [
+                [
+                    "seconds per epoch",
+                    f"{result['bookkeeping_wall_s']['median']:.3f}",
+                    f"{result['bookkeeping_cpu_s']['median']:.3f}",
+                ],
+                [
+                    "ratio (plain epoch + bookkeeping) / plain epoch",
+                    f"{result['bookkeeping_ratio_wall_s']:.3f}",
+                    f"{result['bookkeeping_ratio_cpu_s']:.3f}",
+                ],
+            ],
+        ),
+        "",
         f"Fixed cost of tracking per run, outside the epoch loop (median of "
         f"{result['fixed_cost_repeats']}; store schema created beforehand)",
         format_table(["step", "seconds"], fixed),

@@ -42,6 +42,7 @@ TRACKING_VAL_IMAGES = 3_000
 TRACKING_EPOCHS = 2
 TRACKING_GOAL_RATIO = 1.03
 FIXED_COST_REPEATS = 3
+BOOKKEEPING_EPOCHS = 20
 
 
 def tracking_overhead(
@@ -110,6 +111,8 @@ def tracking_overhead(
         plain(warm)
         tracked(warm)
         runs = interleave({"plain": plain, "pipeline": tracked}, repeats)
+        log.info("  per-epoch bookkeeping alone, %d epochs", BOOKKEEPING_EPOCHS)
+        bookkeeping = bookkeeping_cost(model(), warm, experiment, tags, Path(tmp))
         log.info("  fixed cost of tracking, %d runs", FIXED_COST_REPEATS)
         fixed = [
             _fixed_cost(params, spec, model(), part["x_val"][:5], tags)
@@ -124,15 +127,17 @@ def tracking_overhead(
         "epochs": train.epochs,
         "batch_size": train.batch_size,
     }
-    return tracking_result(runs, fixed, context)
+    return tracking_result(runs, fixed, bookkeeping, context)
 
 
 def tracking_result(
     runs: Mapping[str, Sequence[Mapping[str, float]]],
     fixed: Sequence[Mapping[str, float]],
+    bookkeeping: Sequence[Mapping[str, float]],
     context: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Medians of both sides, paired ratios b/a against the goal, fixed-cost medians."""
+    """Medians of both sides, paired ratios b/a against the goal, fixed-cost medians, and the
+    per-epoch bookkeeping as a share of a plain epoch."""
     repeats = len(runs["plain"])
     result: dict[str, Any] = {
         **context,
@@ -141,6 +146,7 @@ def tracking_result(
         "goal_ratio": TRACKING_GOAL_RATIO,
         "fixed_cost_repeats": len(fixed),
         "fixed_cost_s": {step: summary(fixed, step) for step in fixed[0]},
+        "bookkeeping_epochs": len(bookkeeping),
     }
     for key in ("wall_s", "cpu_s"):
         result[f"plain_{key}"] = summary(runs["plain"], key)
@@ -148,6 +154,10 @@ def tracking_result(
         ratio = paired_ratio(result[f"pipeline_{key}"]["runs"], result[f"plain_{key}"]["runs"])
         result[f"ratio_{key}"] = ratio
         result[f"verdict_{key}"] = verdict(ratio, TRACKING_GOAL_RATIO)
+        per_epoch = summary(bookkeeping, key)
+        result[f"bookkeeping_{key}"] = per_epoch
+        plain_epoch = result[f"plain_{key}"]["median"] / context["epochs"]
+        result[f"bookkeeping_ratio_{key}"] = 1 + per_epoch["median"] / plain_epoch
     return result
 
 
@@ -155,6 +165,48 @@ def _check_logged(run: TrackedRun) -> None:
     """Measurements of a store that refused writes would be wrong: stop."""
     if run.failures:
         raise BenchError(f"MLflow logging failed during the bench: {'; '.join(run.failures)}")
+
+
+def bookkeeping_cost(
+    model: keras.Model,
+    sample: Mapping[str, np.ndarray],
+    experiment: str,
+    tags: Mapping[str, str],
+    folder: Path,
+    epochs: int = BOOKKEEPING_EPOCHS,
+) -> list[dict[str, float]]:
+    """Wall and CPU seconds of each epoch's callbacks alone, as training.fit arranges them.
+
+    The whole-fit ratio above carries TensorFlow's run-to-run noise (several per cent); this
+    times only what the pipeline adds per epoch: MLflow metrics, history CSV, backup.
+    """
+    import keras
+
+    from pipeline import tracking, training
+
+    history = model.fit(sample["x_train"], sample["y_train"], epochs=1, verbose=0)  # optimiser
+    logs = {name: values[-1] for name, values in history.history.items()}
+    logs |= {f"val_{name}": value for name, value in logs.items()}
+    checkpoint = training.Checkpoint(folder / "bookkeeping", "bench")
+    checkpoint.start()
+    epochs_timed: list[dict[str, float]] = []
+    with tracking.start_run(experiment, "bench bookkeeping", tags) as run:
+        arranged = training.epoch_callbacks(
+            checkpoint, [tracking.EpochLogger(run)], training.SafePoints()
+        )
+        callbacks = keras.callbacks.CallbackList(arranged, model=model)
+        callbacks.on_train_begin()
+        for epoch in range(epochs):
+            with timed() as figures:
+                callbacks.on_epoch_begin(epoch)
+                callbacks.on_epoch_end(epoch, dict(logs))
+            epochs_timed.append(figures)
+        callbacks.on_train_end()
+    _check_logged(run)
+    if len(checkpoint.read_history()) != epochs:
+        raise BenchError(f"the bookkeeping probe wrote {checkpoint.history} incompletely")
+    checkpoint.clear()
+    return epochs_timed
 
 
 def _fixed_cost(
