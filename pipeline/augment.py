@@ -53,12 +53,21 @@ def affine_transforms(
 class RandomAffine(layers.Layer):
     """Random rotation (fraction of a turn), zoom and shift (fractions of the size); identity
     at inference. Bounds mean the same as in Keras' RandomRotation, RandomZoom and
-    RandomTranslation; uncovered pixels are filled with 0 (the background of scaled images).
+    RandomTranslation. Uncovered pixels get `fill_value`: the value of a blank pixel after
+    normalisation (0 for scaled images, -mean/std for standardised ones).
     """
 
-    def __init__(self, rotation: float, shift: float, zoom: float, **kwargs: object) -> None:
+    def __init__(
+        self,
+        rotation: float,
+        shift: float,
+        zoom: float,
+        fill_value: float = 0.0,
+        **kwargs: object,
+    ) -> None:
         super().__init__(**kwargs)
         self.rotation, self.shift, self.zoom = rotation, shift, zoom
+        self.fill_value = fill_value
         self.seed_generator = keras.random.SeedGenerator()
 
     def _uniform(self, count: keras.KerasTensor, bound: float) -> keras.KerasTensor:
@@ -77,7 +86,9 @@ class RandomAffine(layers.Layer):
             height,
             width,
         )
-        return ops.image.affine_transform(images, transforms, fill_mode="constant", fill_value=0)
+        return ops.image.affine_transform(
+            images, transforms, fill_mode="constant", fill_value=self.fill_value
+        )
 
     def compute_output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return input_shape
@@ -88,6 +99,7 @@ class RandomAffine(layers.Layer):
             "rotation": self.rotation,
             "shift": self.shift,
             "zoom": self.zoom,
+            "fill_value": self.fill_value,
         }
 
 
@@ -96,8 +108,12 @@ def is_active(augment: AugmentConfig) -> bool:
     return augment.rotation > 0 or augment.shift > 0 or augment.zoom > 0
 
 
-def with_augmentation(model: keras.Model, augment: AugmentConfig) -> keras.Model:
+def with_augmentation(
+    model: keras.Model, augment: AugmentConfig, background: float = 0.0
+) -> keras.Model:
     """The model to fit: `model` behind RandomAffine if `augment` is active, else `model`.
+
+    `background` is a blank pixel's value in the normalised images, what uncovered pixels get.
 
     Both share `model`'s weights, so saving `model` after fitting keeps everything learned.
     """
@@ -106,7 +122,9 @@ def with_augmentation(model: keras.Model, augment: AugmentConfig) -> keras.Model
     return keras.Sequential(
         [
             keras.Input(shape=model.input_shape[1:], name="image"),
-            RandomAffine(augment.rotation, augment.shift, augment.zoom, name="random_affine"),
+            RandomAffine(
+                augment.rotation, augment.shift, augment.zoom, background, name="random_affine"
+            ),
             model,
         ],
         name=f"{model.name}_augmented",

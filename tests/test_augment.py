@@ -95,6 +95,21 @@ def test_random_affine_stays_within_its_bounds() -> None:
     assert np.abs(rows - 14).max() >= 2 and np.abs(cols - 14).max() >= 2
 
 
+def test_uncovered_pixels_get_the_background_of_the_normalised_images(params: Params) -> None:
+    # Standardised images have a blank pixel of -mean/std, not 0: a shift must not paint a
+    # border brighter than the background.
+    background = -0.42
+    blank = np.full((8, *INPUT_SHAPE), background, dtype=np.float32)
+    spec = params.model("cnn_ours_bn")
+    trainee = with_augmentation(build_model(spec, INPUT_SHAPE, 10), spec.augment, background)
+    assert trainee.layers[0].get_config()["fill_value"] == background
+    keras.utils.set_random_seed(2)
+    out = ops.convert_to_numpy(trainee.layers[0](blank, training=True))
+    np.testing.assert_allclose(out, background, atol=1e-6)
+    scaled = ops.convert_to_numpy(RandomAffine(0.0, 0.1, 0.0)(blank, training=True))
+    assert (np.isclose(scaled, 0.0)).any()  # the default fill (0) shows on a shifted border
+
+
 def test_no_augmentation_means_the_model_itself(params: Params) -> None:
     model = build_model(params.model("cnn_a_32_64"), INPUT_SHAPE, 10)
     assert not is_active(AugmentConfig())

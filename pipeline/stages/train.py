@@ -58,7 +58,8 @@ def main(params: Params, name: str) -> None:
     train_size = len(dataset["y_train"])
     with runtime.strategy.scope():
         model = build_model(spec, dataset["x_train"].shape[1:], params.data.num_classes)
-        trainee = with_augmentation(model, spec.augment)  # shares model's weights
+        blank = (0.0 - dataset["mean"]) / dataset["std"]  # a blank pixel, normalised
+        trainee = with_augmentation(model, spec.augment, blank)  # shares model's weights
         training.compile_model(trainee, spec.train, train_size, runtime.jit_compile)
 
     checkpoint = training.Checkpoint(
