@@ -17,6 +17,7 @@ CHECKPOINTS_DIR = ROOT / "checkpoints"  # not a DVC output, so an interrupted fi
 REPORTS_DIR = ROOT / "reports"
 MODEL_REPORTS_DIR = REPORTS_DIR / "models"
 REPORT_FIGURES_DIR = REPORTS_DIR / "figures"
+RESULTS = REPORTS_DIR / "results.md"  # the report stage's table, copied into README.md
 
 MLFLOW_DIR = ROOT / "mlflow"
 

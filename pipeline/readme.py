@@ -25,7 +25,7 @@ def splice(readme: str, results: str) -> str:
 
 
 def main() -> int:
-    readme, results = paths.ROOT / "README.md", paths.REPORTS_DIR / "results.md"
+    readme, results = paths.ROOT / "README.md", paths.RESULTS
 
     def work() -> None:
         if not results.is_file():

@@ -82,6 +82,7 @@ def fake_report() -> dict:
             "max_rss_process_bytes": 2**30,
         },
         "the repository's params.yaml",
+        "| model | test acc |\n|:--|:--|\n| cnn_a_32_64 | 98.98% |\n",
     )
     inputs = input_result(
         {"raw": runs_of("wall_s", 0.2, 0.3), "processed": runs_of("wall_s", 2.5, 2.4)}, "scale"
@@ -134,6 +135,17 @@ def test_report_text_has_every_section_its_verdicts_and_the_extrapolation_note()
     assert "peak summed RSS of the process tree (sampled)  5.00 GiB" in text
     assert "FAIL" in text  # 5 GiB is over the memory goal and the npz load over 2 s
     assert "PASS" in text
+
+
+def test_the_full_run_shows_its_report_table_or_warns_that_there_is_none() -> None:
+    report = fake_report()
+    lines = format_report(report).splitlines()
+    heading = lines.index("This run's reports/results.md (the report stage):")
+    assert lines[heading + 3] == "| cnn_a_32_64 | 98.98% |"
+    report["sections"]["full"]["results_table"] = None
+    text = format_report(report)
+    assert "This run's reports/results.md" not in text
+    assert "WARNING: the run's report stage wrote no reports/results.md" in text
 
 
 def test_a_section_run_beside_other_work_is_flagged_as_noisy() -> None:

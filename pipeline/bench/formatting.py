@@ -166,12 +166,17 @@ def format_full(result: Mapping[str, Any]) -> list[str]:
         ["largest single process (getrusage max RSS)", _gib(result["max_rss_process_bytes"])],
         [f"goal peak < {_gib(result['goal_bytes'])}", result["verdict"]],
     ]
-    return [
+    lines = [
         f"With {result['params']}, in a clean temporary copy with the data downloaded; RSS "
         "sampled every "
         f"{result['sample_interval_s']} s ({result['samples']} samples)",
         format_table(["figure", "value"], rows),
     ]
+    if result["results_table"] is None:
+        lines.append("WARNING: the run's report stage wrote no reports/results.md")
+    else:
+        lines += ["", "This run's reports/results.md (the report stage):", result["results_table"]]
+    return lines
 
 
 def format_input(result: Mapping[str, Any]) -> list[str]:

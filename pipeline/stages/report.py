@@ -81,7 +81,7 @@ def main(params: Params) -> None:
     io.write_text(
         paths.REPORTS_DIR / "report.html", report.html_report(table, pngs, when, machine, best)
     )
-    io.write_text(paths.REPORTS_DIR / "results.md", report.results_markdown(table, when, machine))
+    io.write_text(paths.RESULTS, report.results_markdown(table, when, machine))
     summary = {
         "champion": best,
         "models": {row.model: {"test_accuracy": row.test_accuracy} for row in table.itertuples()},
