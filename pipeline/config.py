@@ -101,6 +101,7 @@ class LayerSpec:
     size: int = 0  # filters for conv, units for dense, window for pool
     kernel: int = 0
     padding: Literal["valid", "same"] = "valid"
+    stride: int = 1  # conv only: 2 halves the output, a learned alternative to pooling
 
 
 @dataclass(frozen=True)
@@ -245,13 +246,21 @@ def _parse_layer(raw: Any, key: str) -> LayerSpec:
     padding = raw.pop("padding", "valid") if layer_type == "conv" else "valid"
     if padding not in ("valid", "same"):
         raise ConfigError(f"{key}.padding must be one of valid | same, got {padding!r}")
-    if set(raw) != allowed:
-        raise ConfigError(f"{key} must have exactly the keys {sorted(allowed)}, got {sorted(raw)}")
+    optional = {"stride"} if layer_type == "conv" else set()  # padding was taken above
+    if not allowed <= set(raw) <= allowed | optional:
+        also = f" (optional: padding, {', '.join(sorted(optional))})" if optional else ""
+        raise ConfigError(
+            f"{key} must have exactly the keys {sorted(allowed)}{also}, got {sorted(raw)}"
+        )
     for k, v in raw.items():
         if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
             raise ConfigError(f"{key}.{k} must be a positive integer, got {v!r}")
     return LayerSpec(
-        type=layer_type, size=raw[layer_type], kernel=raw.get("kernel", 0), padding=padding
+        type=layer_type,
+        size=raw[layer_type],
+        kernel=raw.get("kernel", 0),
+        padding=padding,
+        stride=raw.get("stride", 1),
     )
 
 
@@ -394,7 +403,10 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
 
 def _layer_text(layer: LayerSpec) -> str:
     if layer.type == "conv":
-        return f"conv{layer.size}x{layer.kernel}" + ("same" if layer.padding == "same" else "")
+        stride = f"s{layer.stride}" if layer.stride > 1 else ""
+        return f"conv{layer.size}x{layer.kernel}{stride}" + (
+            "same" if layer.padding == "same" else ""
+        )
     if layer.type in ("pool", "dense"):
         return f"{layer.type}{layer.size}"
     return layer.type

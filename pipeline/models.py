@@ -40,6 +40,13 @@ def _check_fits(spec: ModelSpec, index: int, layer: LayerSpec, height: int, widt
         )
 
 
+def _conv_out(size: int, kernel: int, stride: int, padding: str) -> int:
+    """A conv layer's output size along one axis (Keras' rule for valid and same padding)."""
+    if padding == "same":
+        return -(-size // stride)
+    return (size - kernel) // stride + 1
+
+
 def build_cnn(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """The layer list as written (relu activations), then softmax; Flatten added if missing."""
     inputs = keras.Input(shape=input_shape, name="image")
@@ -58,12 +65,15 @@ def build_cnn(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -
             x = layers.Conv2D(
                 layer.size,
                 layer.kernel,
+                strides=layer.stride,
                 padding=layer.padding,
                 activation="relu",
                 name=f"conv_{i}",
             )(x)
-            if layer.padding == "valid":
-                height, width = height - layer.kernel + 1, width - layer.kernel + 1
+            height, width = (
+                _conv_out(size, layer.kernel, layer.stride, layer.padding)
+                for size in (height, width)
+            )
         elif layer.type == "pool":
             x = layers.MaxPooling2D(layer.size, name=f"pool_{i}")(x)
             height, width = height // layer.size, width // layer.size

@@ -252,13 +252,14 @@ def test_model_lookup_lists_known_names(params: Params) -> None:
         (
             "models.cnn.cnn_a_32_64.layers.0",
             {"conv": 32},
-            "models.cnn.cnn_a_32_64.layers.0 must have exactly the keys ['conv', 'kernel'],"
-            " got ['conv']",
+            "models.cnn.cnn_a_32_64.layers.0 must have exactly the keys ['conv', 'kernel']"
+            " (optional: padding, stride), got ['conv']",
         ),
         (
             "models.cnn.cnn_a_32_64.layers.0",
-            {"conv": 32, "kernel": 3, "stride": 2},
-            "models.cnn.cnn_a_32_64.layers.0 must have exactly the keys ['conv', 'kernel']",
+            {"conv": 32, "kernel": 3, "dilation": 2},
+            "models.cnn.cnn_a_32_64.layers.0 must have exactly the keys ['conv', 'kernel']"
+            " (optional: padding, stride), got ['conv', 'dilation', 'kernel']",
         ),
         (
             "models.cnn.cnn_a_32_64.layers.0",
@@ -287,6 +288,18 @@ def test_model_lookup_lists_known_names(params: Params) -> None:
             f"models.cnn.cnn_a_32_64.layers.1 {BAD_LAYER}, got {{}}",
         ),
         ("models.cnn.cnn_a_32_64.layers", [], "models.cnn.cnn_a_32_64.layers must be a non-empty"),
+        # stride: a positive integer, conv layers only
+        (
+            "models.cnn.cnn_a_32_64.layers.0",
+            {"conv": 32, "kernel": 3, "stride": 0},
+            "models.cnn.cnn_a_32_64.layers.0.stride must be a positive integer, got 0",
+        ),
+        (
+            "models.cnn.cnn_a_32_64.layers.1",
+            {"pool": 2, "stride": 2},
+            "models.cnn.cnn_a_32_64.layers.1 must have exactly the keys ['pool'], got ['pool', "
+            "'stride']",
+        ),
     ],
 )
 def test_parse_error_names_the_dotted_key(dotted: str, value: Any, expected: str) -> None:
@@ -315,6 +328,12 @@ def test_jit_compile_rejects_other_values(value: Any, shown: str) -> None:
 def test_layer_keys_may_come_in_any_order() -> None:
     raw = mutated("models.cnn.cnn_d_32.layers.0", {"kernel": 5, "conv": 32})
     assert parse_params(raw).model("cnn_d_32").layers[0] == LayerSpec("conv", 32, 5)
+
+
+def test_conv_stride_defaults_to_1_and_reads_when_given() -> None:
+    assert parse_params(RAW).model("cnn_d_32").layers[0].stride == 1
+    raw = mutated("models.cnn.cnn_d_32.layers.0", {"conv": 32, "kernel": 5, "stride": 2})
+    assert parse_params(raw).model("cnn_d_32").layers[0] == LayerSpec("conv", 32, 5, stride=2)
 
 
 def test_model_train_overrides_merge_with_defaults() -> None:
@@ -450,6 +469,10 @@ def test_flatten_gives_dotted_keys_and_readable_layers(params: Params) -> None:
         "conv32x3, pool2, conv64x3, pool2, flatten, dropout"
     )
     assert flat["models.cnn_b_64_dense.layers"] == "conv64x3, flatten, dense64, dense64"
+    strided = dataclasses.replace(
+        params.model("cnn_d_32"), layers=(LayerSpec("conv", 8, 3, "same", stride=2),)
+    )
+    assert flatten(strided, "model")["model.layers"] == "conv8x3s2same"
     assert not any(isinstance(v, dict | LayerSpec) for v in flat.values())
     assert all(not k.startswith(".") and ".." not in k for k in flat)
 

@@ -158,6 +158,10 @@ def test_mlp_dropout_layers_only_when_dropout_positive(
             (LayerSpec("conv", 8, 29),),
             "layers.0: conv window 29 is larger than its 28x28 input",
         ),
+        (  # 28 -> conv 3 stride 4 -> 7x7 ((28 - 3) // 4 + 1), then an 8x8 window
+            (LayerSpec("conv", 8, 3, stride=4), LayerSpec("conv", 8, 8)),
+            "layers.1: conv window 8 is larger than its 7x7 input",
+        ),
         (
             (LayerSpec("conv", 8, 3), LayerSpec("flatten"), LayerSpec("conv", 8, 3)),
             "layers.2: conv after flatten/dense",
@@ -191,6 +195,25 @@ def test_windows_that_exactly_fit_build(
     model = build_model(with_layers(params.model("cnn_a_32_64"), *layer_specs), INPUT_SHAPE, 10)
     assert model.count_params() == count
     assert layer_kinds(model)[-2:] == ["Flatten", "Dense"]
+
+
+@pytest.mark.parametrize(
+    ("padding", "sizes"),
+    [("valid", [13, 6, 4]), ("same", [14, 7, 7])],  # valid: (n - 3) // 2 + 1; same: ceil(n / 2)
+)
+def test_strided_convs_shrink_the_map_as_keras_does(
+    params: Params, padding: str, sizes: list[int]
+) -> None:
+    spec = with_layers(
+        params.model("cnn_a_32_64"),
+        LayerSpec("conv", 8, 3, padding, stride=2),
+        LayerSpec("conv", 8, 3, padding, stride=2),
+        LayerSpec("conv", 8, 3, padding),
+    )
+    model = build_model(spec, INPUT_SHAPE, NUM_CLASSES)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert [c.strides for c in convs] == [(2, 2), (2, 2), (1, 1)]
+    assert [c.output.shape[1:3] for c in convs] == [(n, n) for n in sizes]
 
 
 def test_dense_first_cnn_gets_an_implicit_flatten(params: Params) -> None:
