@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.bench.cpu import cpu_result, cpu_variants
+from pipeline.bench.cpu import SETTLED_RATIO, clearly_slower, cpu_result, cpu_variants
 
 # The default settings the variants differ from.
 DEFAULTS = {
@@ -43,6 +43,39 @@ def test_cpu_result_ratios_accuracy_tolerance_and_fastest_same_accuracy() -> Non
     # batch 256 is faster still, but its accuracy changed.
     assert result["fastest_same_accuracy"] == "mixed_bfloat16"
     assert all(v["replay_exact"] for v in result["variants"])
+
+
+def test_a_variant_far_slower_than_its_baseline_after_one_epoch_is_settled() -> None:
+    baselines = {v["name"]: v["baseline"] for v in cpu_variants(DEFAULTS, 2)}
+    settled = clearly_slower(baselines)
+    runs = {
+        "default": [{"wall_s": 2.0}],
+        "mixed_bfloat16": [{"wall_s": 2.0 * SETTLED_RATIO}],
+        "jit_compile on": [{"wall_s": 2.0 * SETTLED_RATIO - 0.01}],
+        "default (subprocess)": [{"wall_s": 1.0}],
+        "oneDNN off": [{"wall_s": 2.0 * SETTLED_RATIO}],  # 5x its own (subprocess) baseline
+    }
+    assert settled("mixed_bfloat16", runs)
+    assert not settled("jit_compile on", runs)
+    assert not settled("default", runs)
+    assert settled("oneDNN off", runs)
+
+
+def test_a_settled_variant_is_paired_with_its_baselines_first_epoch() -> None:
+    variants = cpu_variants(DEFAULTS, 2)
+    runs = {
+        v["name"]: [
+            {"wall_s": wall, "cpu_s": 1.0, "train_loss": 0.1, "val_accuracy": 0.9}
+            for wall in (4.0, 2.0, 2.0)
+        ]
+        for v in variants
+    }
+    runs["mixed_bfloat16"] = [runs["mixed_bfloat16"][0] | {"wall_s": 20.0}]
+    result = cpu_result(variants, runs, DEFAULTS, 3, 9000)
+    by_name = {v["name"]: v for v in result["variants"]}
+    assert by_name["mixed_bfloat16"]["ratio"] == 5.0  # 20 / 4, not 20 / median(4, 2, 2)
+    assert by_name["mixed_bfloat16"]["epoch_s"]["runs"] == [20.0]
+    assert by_name["default"]["ratio"] == 1.0
 
 
 def test_cpu_variants_change_one_setting_each() -> None:

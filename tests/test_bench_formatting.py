@@ -99,6 +99,7 @@ def fake_report() -> dict:
         v["name"]: [{"wall_s": 5.0, "cpu_s": 9.0, "train_loss": 0.5, "val_accuracy": 0.9}] * 3
         for v in variants
     }
+    cpu_runs["mixed_bfloat16"] = cpu_runs["mixed_bfloat16"][:1]  # settled after one epoch
     cpu = cpu_result(variants, cpu_runs, defaults, 3, 9000)
     sections = {
         "tracking": tracking,
@@ -135,6 +136,10 @@ def test_report_text_has_every_section_its_verdicts_and_the_extrapolation_note()
     assert "peak summed RSS of the process tree (sampled)  5.00 GiB" in text
     assert "FAIL" in text  # 5 GiB is over the memory goal and the npz load over 2 s
     assert "PASS" in text
+    cpu_rows = {line.split("  ")[0]: line.split() for line in text.splitlines()}
+    assert cpu_rows["mixed_bfloat16"][-6] == "1"  # runs: settled after one epoch
+    assert cpu_rows["batch 64"][-6] == "3"
+    assert "2.5x or more slower than that default after its first epoch is not repeated" in text
 
 
 def test_the_full_run_shows_its_report_table_or_warns_that_there_is_none() -> None:

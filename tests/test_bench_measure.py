@@ -54,6 +54,24 @@ def test_interleave_runs_sides_in_alternating_order_and_keeps_repeats_in_order()
     assert [run["index"] for run in runs["b"]] == [2.0, 3.0, 6.0]
 
 
+def test_interleave_stops_repeating_a_side_once_it_is_settled() -> None:
+    calls: list[str] = []
+
+    def side(name: str):
+        def measure() -> dict[str, float]:
+            calls.append(name)
+            return {"index": float(len(calls))}
+
+        return measure
+
+    def settled(name: str, runs: dict) -> bool:
+        return name == "b" and runs[name][0]["index"] == 2.0  # b's first run settles it
+
+    runs = interleave({"a": side("a"), "b": side("b"), "c": side("c")}, 3, settled=settled)
+    assert calls == list("abccaac")
+    assert len(runs["b"]) == 1 and len(runs["a"]) == len(runs["c"]) == 3
+
+
 def test_paired_ratio_is_the_median_of_per_repeat_ratios_not_a_ratio_of_medians() -> None:
     # Per-repeat ratios 2, 1, 3 -> 2; the ratio of the medians would be 4 / 3.
     assert paired_ratio([2.0, 4.0, 9.0], [1.0, 4.0, 3.0]) == 2.0

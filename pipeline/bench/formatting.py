@@ -206,6 +206,7 @@ def format_cpu(result: Mapping[str, Any]) -> list[str]:
             v["where"],
             v["settings"]["batch_size"],
             _s(v["epoch_s"]["median"]),
+            len(v["epoch_s"]["runs"]),
             f"{v['ratio']:.2f}",
             f"{v['val_accuracy']:.4f}",
             f"{v['accuracy_delta']:+.4f}",
@@ -219,6 +220,7 @@ def format_cpu(result: Mapping[str, Any]) -> list[str]:
         "where",
         "batch",
         "s/epoch",
+        "runs",
         "ratio",
         "val acc",
         "delta acc",
@@ -231,7 +233,8 @@ def format_cpu(result: Mapping[str, Any]) -> list[str]:
         "order reversed on alternate repeats). Every repeat replays the same epoch from the "
         f"same weights and seeds; accuracy on the {result['val_images']:,} validation images "
         "after it. Ratio and delta are against the default of the same group (in-process or "
-        "subprocess).",
+        f"subprocess). A variant {result['settled_ratio']}x or more slower than that default "
+        "after its first epoch is not repeated (runs 1).",
         format_table(headers, rows),
         f"same acc: |delta| <= {result['accuracy_tolerance']:.4f} (two standard errors of the "
         "default's accuracy). After ONE epoch a larger batch means fewer steps, so its accuracy "

@@ -36,11 +36,19 @@ def alternating_order(sides: Sequence[str], repeats: int) -> list[str]:
 
 
 def interleave(
-    measures: Mapping[str, Callable[[], dict[str, Any]]], repeats: int
+    measures: Mapping[str, Callable[[], dict[str, Any]]],
+    repeats: int,
+    settled: Callable[[str, Mapping[str, list[dict[str, Any]]]], bool] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Run each measure `repeats` times in alternating order; runs[side][i] is repeat i."""
+    """Run each measure `repeats` times in alternating order; runs[side][i] is repeat i.
+
+    A side for which `settled(side, runs)` holds when its turn comes is not run again, so it
+    may end with fewer runs than the others (never fewer than one).
+    """
     runs: dict[str, list[dict[str, Any]]] = {side: [] for side in measures}
     for side in alternating_order(list(measures), repeats):
+        if runs[side] and settled is not None and settled(side, runs):
+            continue
         log.info("  %s (run %d of %d)", side, len(runs[side]) + 1, repeats)
         runs[side].append(measures[side]())
     return runs
