@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import pytest
 
@@ -38,16 +39,22 @@ def test_alternating_order_reverses_every_other_repeat() -> None:
     assert alternation_text(["a", "b"]) == "a,b,b,a,..."
 
 
-def test_interleave_runs_sides_in_alternating_order_and_keeps_repeats_in_order() -> None:
-    calls: list[str] = []
+def recorder(calls: list[str]) -> Callable[[str], Callable[[], dict[str, float]]]:
+    """Measures that append their side to `calls` and return their 1-based call index."""
 
-    def side(name: str):
+    def side(name: str) -> Callable[[], dict[str, float]]:
         def measure() -> dict[str, float]:
             calls.append(name)
             return {"index": float(len(calls))}
 
         return measure
 
+    return side
+
+
+def test_interleave_runs_sides_in_alternating_order_and_keeps_repeats_in_order() -> None:
+    calls: list[str] = []
+    side = recorder(calls)
     runs = interleave({"a": side("a"), "b": side("b")}, 3)
     assert calls == list("abbaab")
     assert [run["index"] for run in runs["a"]] == [1.0, 4.0, 5.0]
@@ -56,13 +63,7 @@ def test_interleave_runs_sides_in_alternating_order_and_keeps_repeats_in_order()
 
 def test_interleave_stops_repeating_a_side_once_it_is_settled() -> None:
     calls: list[str] = []
-
-    def side(name: str):
-        def measure() -> dict[str, float]:
-            calls.append(name)
-            return {"index": float(len(calls))}
-
-        return measure
+    side = recorder(calls)
 
     def settled(name: str, runs: dict) -> bool:
         return name == "b" and runs[name][0]["index"] == 2.0  # b's first run settles it
