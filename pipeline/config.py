@@ -199,6 +199,12 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+def _shown(name: Any) -> str:
+    """A key from the user's file as it goes into an error: quoted if it would break the line."""
+    text = str(name)
+    return text if text.isprintable() else repr(text)
+
+
 def _build(cls: type, raw: Any, key: str, **given: Any) -> Any:
     """Build dataclass `cls` from mapping `raw`, naming `key` in every error."""
     if not isinstance(raw, dict):
@@ -207,7 +213,7 @@ def _build(cls: type, raw: Any, key: str, **given: Any) -> Any:
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in given}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        dotted = f"{key}.{unknown[0]}" if key else str(unknown[0])
+        dotted = f"{key}.{_shown(unknown[0])}" if key else _shown(unknown[0])
         raise ConfigError(f"{dotted} is not a known key (known: {', '.join(fields)})")
     values = dict(given)
     for name, f in fields.items():
@@ -276,7 +282,7 @@ def _parse_model(name: str, kind: str, raw: Any, defaults: dict[str, Any]) -> Mo
         raise ConfigError(f"{key}.train must be a mapping, got {train_raw!r}")
     unknown = sorted(set(train_raw) - set(defaults))
     if unknown:
-        raise ConfigError(f"{key}.train.{unknown[0]} is not a known key")
+        raise ConfigError(f"{key}.train.{_shown(unknown[0])} is not a known key")
     train = _build(TrainConfig, {**defaults, **train_raw}, f"{key}.train")
     structure = "hidden" if kind == "mlp" else "layers"
     other = "layers" if kind == "mlp" else "hidden"
@@ -314,7 +320,8 @@ def _parse_models(raw: Any, defaults: dict[str, Any]) -> dict[str, ModelSpec]:
     for kind, entries in raw.items():
         if kind not in MODEL_KINDS:
             raise ConfigError(
-                f"models.{kind}: unknown model kind {kind!r} (known: {', '.join(MODEL_KINDS)})"
+                f"models.{_shown(kind)}: unknown model kind {kind!r} "
+                f"(known: {', '.join(MODEL_KINDS)})"
             )
         if entries is None:
             continue
@@ -322,6 +329,8 @@ def _parse_models(raw: Any, defaults: dict[str, Any]) -> dict[str, ModelSpec]:
             raise ConfigError(f"models.{kind} must be a mapping of name -> model, got {entries!r}")
         for raw_name, entry in entries.items():
             name = str(raw_name)
+            if not name.isprintable():
+                raise ConfigError(f"models.{kind}.{name!r}: a model name must be printable")
             if name in models:
                 raise ConfigError(
                     f"models.{kind}.{name}: duplicate model name (also models.{models[name].kind})"

@@ -325,6 +325,25 @@ def test_jit_compile_rejects_other_values(value: Any, shown: str) -> None:
     assert message == f"runner.jit_compile must be one of auto | true | false, got {shown}"
 
 
+@pytest.mark.parametrize(
+    ("dotted", "value", "expected"),
+    [
+        (
+            "models.cnn.cnn_a_32_64.train.\n",
+            1,
+            "models.cnn.cnn_a_32_64.train.'\\n' is not a known",
+        ),
+        ("data.\n", 1, "data.'\\n' is not a known key"),
+        ("models.c\tnn", {}, "models.'c\\tnn': unknown model kind"),
+        ("models.cnn.a\nb", {}, "models.cnn.'a\\nb': a model name must be printable"),
+    ],
+)
+def test_keys_that_would_break_the_line_are_quoted(dotted: str, value: Any, expected: str) -> None:
+    message = config_error(mutated(dotted, value))
+    assert "\n" not in message and "\t" not in message
+    assert message.startswith(expected)
+
+
 def test_layer_keys_may_come_in_any_order() -> None:
     raw = mutated("models.cnn.cnn_d_32.layers.0", {"kernel": 5, "conv": 32})
     assert parse_params(raw).model("cnn_d_32").layers[0] == LayerSpec("conv", 32, 5)
