@@ -254,7 +254,7 @@ def _parse_layer(raw: Any, key: str) -> LayerSpec:
         raise ConfigError(f"{key}.padding must be one of valid | same, got {padding!r}")
     optional = {"stride"} if layer_type == "conv" else set()  # padding was taken above
     if not allowed <= set(raw) <= allowed | optional:
-        also = f" (optional: padding, {', '.join(sorted(optional))})" if optional else ""
+        also = " (optional: padding, stride)" if optional else ""
         raise ConfigError(
             f"{key} must have exactly the keys {sorted(allowed)}{also}, got {sorted(raw)}"
         )

@@ -40,18 +40,10 @@ def _check_fits(spec: ModelSpec, index: int, layer: LayerSpec, height: int, widt
         )
 
 
-def _conv_out(size: int, kernel: int, stride: int, padding: str) -> int:
-    """A conv layer's output size along one axis (Keras' rule for valid and same padding)."""
-    if padding == "same":
-        return -(-size // stride)
-    return (size - kernel) // stride + 1
-
-
 def build_cnn(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
     """The layer list as written (relu activations), then softmax; Flatten added if missing."""
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
-    height, width = input_shape[:2]
     flat = False
     for i, layer in enumerate(spec.layers):
         if layer.type in ("conv", "pool"):
@@ -59,8 +51,8 @@ def build_cnn(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -
                 raise ConfigError(
                     f"models.{spec.kind}.{spec.name}.layers.{i}: {layer.type} after flatten/dense"
                 )
-            if layer.padding == "valid":
-                _check_fits(spec, i, layer, height, width)
+            if layer.padding == "valid":  # Keras' shape inference gives the current map size
+                _check_fits(spec, i, layer, x.shape[1], x.shape[2])
         if layer.type == "conv":
             x = layers.Conv2D(
                 layer.size,
@@ -70,13 +62,8 @@ def build_cnn(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -
                 activation="relu",
                 name=f"conv_{i}",
             )(x)
-            height, width = (
-                _conv_out(size, layer.kernel, layer.stride, layer.padding)
-                for size in (height, width)
-            )
         elif layer.type == "pool":
             x = layers.MaxPooling2D(layer.size, name=f"pool_{i}")(x)
-            height, width = height // layer.size, width // layer.size
         elif layer.type == "flatten":
             x = layers.Flatten(name=f"flatten_{i}")(x)
             flat = True
