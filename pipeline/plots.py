@@ -19,6 +19,11 @@ from matplotlib.ticker import MaxNLocator
 from numpy.typing import ArrayLike
 
 NO_MISCLASSIFIED = "no misclassified digits"
+# digit_grid: image pixels per inch, and the room around each digit for its label, in pixels
+_GRID_PIXELS_PER_INCH = 18
+_LABEL_ROOM = 9
+_GAP = 7
+_SUPTITLE_INCHES = 0.5
 TRAIN_COLOR = "tab:blue"
 VALIDATION_COLOR = "tab:orange"
 WRONG_COLOR = "tab:red"
@@ -120,6 +125,12 @@ def _digit_title(true: int, predicted: int, confidence: float) -> str:
     return f"true {true} / pred {predicted} ({share})"
 
 
+def _unit_range(image: np.ndarray) -> np.ndarray:
+    """`image` scaled to [0, 1] (its own minimum to maximum, as one imshow would grey-scale it)."""
+    low, high = float(np.min(image)), float(np.max(image))
+    return (image - low) / (high - low) if high > low else np.zeros_like(image, dtype=float)
+
+
 def digit_grid(
     images: ArrayLike,
     true: ArrayLike,
@@ -148,21 +159,34 @@ def digit_grid(
     if count == 0:
         return _message_figure(title, NO_MISCLASSIFIED)
 
+    # One image of all digits, one Axes: 25 small Axes took ~1.5 s to draw, this ~0.2 s.
     grid_columns = min(columns, count)
     grid_rows = math.ceil(count / grid_columns)
+    height, width = pixels.shape[1:]
+    cell_height, cell_width = height + _LABEL_ROOM, width + _GAP
+    mosaic = np.full((grid_rows * cell_height, grid_columns * cell_width), np.nan)
+    mosaic_inches = mosaic.shape[0] / _GRID_PIXELS_PER_INCH
     figure = Figure(
-        figsize=(1.8 * grid_columns + 0.2, 1.9 * grid_rows + 0.5), layout="constrained"
+        figsize=(mosaic.shape[1] / _GRID_PIXELS_PER_INCH, mosaic_inches + _SUPTITLE_INCHES)
     )
+    axes = figure.add_axes((0.0, 0.0, 1.0, mosaic_inches / (mosaic_inches + _SUPTITLE_INCHES)))
     for index in range(count):
-        axes = figure.add_subplot(grid_rows, grid_columns, index + 1)
-        axes.imshow(pixels[index], cmap="gray_r", interpolation="nearest")
-        axes.set_axis_off()
+        row, column = divmod(index, grid_columns)
+        top, left = row * cell_height + _LABEL_ROOM, column * cell_width + _GAP // 2
+        mosaic[top : top + height, left : left + width] = _unit_range(pixels[index])
         is_wrong = labels_true[index] != labels_pred[index]
-        axes.set_title(
+        axes.text(
+            left + width / 2,
+            top - 1,
             _digit_title(int(labels_true[index]), int(labels_pred[index]), float(shares[index])),
+            ha="center",
+            va="bottom",
             fontsize=9,
             color=WRONG_COLOR if is_wrong else RIGHT_COLOR,
         )
+    # The gaps are NaN, which imshow leaves transparent.
+    axes.imshow(mosaic, cmap="gray_r", interpolation="nearest", vmin=0.0, vmax=1.0)
+    axes.set_axis_off()
     figure.suptitle(title)
     return figure
 

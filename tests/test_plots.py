@@ -150,28 +150,52 @@ def digits(count: int) -> np.ndarray:
     return np.random.default_rng(0).random((count, 28, 28))
 
 
-def test_digit_grid_titles_each_digit_and_colours_mistakes_red():
+def grid_labels(figure: Figure) -> list:
+    (axes,) = figure.axes  # one image of all digits
+    return axes.texts
+
+
+def test_digit_grid_labels_each_digit_and_colours_mistakes_red():
     true = np.array([3, 1, 7, 2, 9, 0, 4])
     pred = np.array([5, 1, 1, 2, 4, 0, 9])
     confidence = np.array([0.97, 0.5, 0.123, 1.0, 0.66, 0.9, 0.8])
     figure = render(plots.digit_grid(digits(7), true, pred, confidence, "mistakes", columns=3))
 
-    assert len(figure.axes) == 7
     assert figure.get_suptitle() == "mistakes"
-    titles = [axes.title for axes in figure.axes]
-    assert titles[0].get_text() == "true 3 / pred 5 (97%)"
-    assert titles[1].get_text() == "true 1 / pred 1 (50%)"
-    assert titles[2].get_text() == "true 7 / pred 1 (12%)"
-    wrong = [same_color(title.get_color(), plots.WRONG_COLOR) for title in titles]
+    labels = grid_labels(figure)
+    assert [label.get_text() for label in labels[:3]] == [
+        "true 3 / pred 5 (97%)",
+        "true 1 / pred 1 (50%)",
+        "true 7 / pred 1 (12%)",
+    ]
+    wrong = [same_color(label.get_color(), plots.WRONG_COLOR) for label in labels]
     assert wrong == [True, False, True, False, True, False, True]
-    assert figure.axes[0].get_subplotspec().get_gridspec().get_geometry() == (3, 3)
+    # row by row, three to a row: columns at three x positions, rows at three y positions
+    positions = [label.get_position() for label in labels]
+    assert [x for x, _ in positions[:3]] == [x for x, _ in positions[3:6]]
+    assert positions[6][0] == positions[0][0]
+    assert len({y for _, y in positions}) == 3
+    assert positions[0][1] < positions[3][1] < positions[6][1]  # image rows grow downwards
+
+
+def test_digit_grid_draws_every_digit_on_its_own_grey_scale():
+    images = digits(7) * np.arange(1, 8)[:, None, None] - 3.0  # different ranges per digit
+    figure = render(plots.digit_grid(images, [0] * 7, [0] * 7, [1.0] * 7, "t", columns=3))
+
+    (axes,) = figure.axes
+    mosaic = np.ma.filled(axes.get_images()[0].get_array(), np.nan)
+    drawn = np.sort(mosaic[~np.isnan(mosaic)])
+    low = images.min(axis=(1, 2), keepdims=True)
+    high = images.max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(drawn, np.sort(((images - low) / (high - low)).ravel()))
 
 
 def test_digit_grid_accepts_a_channel_axis():
     figure = render(plots.digit_grid(digits(2)[..., None], [1, 2], [2, 1], [0.5, 0.6], "t"))
 
-    assert len(figure.axes) == 2
-    assert figure.axes[0].get_images()[0].get_array().shape == (28, 28)
+    assert len(grid_labels(figure)) == 2
+    mosaic = np.ma.filled(figure.axes[0].get_images()[0].get_array(), np.nan)
+    assert np.count_nonzero(~np.isnan(mosaic)) == 2 * 28 * 28
 
 
 def test_digit_grid_of_nothing_says_so():
@@ -185,7 +209,7 @@ def test_digit_grid_of_nothing_says_so():
 def test_digit_grid_shows_unknown_confidence_as_na():
     figure = render(plots.digit_grid(digits(1), [3], [5], [np.nan], "t"))
 
-    assert figure.axes[0].get_title() == "true 3 / pred 5 (n/a)"
+    assert [label.get_text() for label in grid_labels(figure)] == ["true 3 / pred 5 (n/a)"]
 
 
 @pytest.mark.parametrize(
