@@ -50,6 +50,14 @@ def test_shrink_params_can_keep_every_model_at_one_epoch(tmp_path: Path) -> None
     assert set(params.models) == set(real.models)
     assert {params.model(name).train.epochs for name in params.models} == {TINY_EPOCHS}
     assert params.preprocess.train_limit == TINY_TRAIN_LIMIT
+    assert params.tracking.log_model == real.tracking.log_model
+
+
+def test_shrink_params_can_turn_model_logging_off(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text(paths.PARAMS.read_text())
+    shrink_params(path, models=None, log_model=False)
+    assert load_params(path).tracking.log_model is False
 
 
 def test_missing_mnist_copy_is_one_data_error(

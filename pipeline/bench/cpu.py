@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # TensorFlow, Keras and MLflow are imported only where they a
 
 log = logging.getLogger("pipeline.bench")
 
-CPU_IMAGES = 6_144
+CPU_IMAGES = 4_096
 CPU_BATCH_SIZES = (64, 128, 256)
 # A variant whose first epoch took this many times its baseline's is not repeated: the verdict
 # (slower) is clear, wall time varies at most 2x here, and bfloat16 alone (2-6x) would
