@@ -78,6 +78,15 @@ def test_a_settled_variant_is_paired_with_its_baselines_first_epoch() -> None:
     assert by_name["default"]["ratio"] == 1.0
 
 
+@pytest.mark.parametrize(("cpus", "threads"), [(1, []), (2, [1]), (3, [1]), (8, [1, 4])])
+def test_cpu_variants_try_fewer_threads_than_the_default_one_per_cpu(cpus, threads) -> None:
+    variants = cpu_variants(DEFAULTS, cpus)
+    tried = [
+        v["settings"]["intra_op_threads"] for v in variants if "intra_op_threads" in v["settings"]
+    ]
+    assert tried == threads
+
+
 def test_cpu_variants_change_one_setting_each() -> None:
     variants = {v["name"]: v for v in cpu_variants(DEFAULTS, 2)}
     assert list(variants) == [
@@ -88,7 +97,6 @@ def test_cpu_variants_change_one_setting_each() -> None:
         "batch 256",
         "default (subprocess)",
         "intra-op threads 1",
-        "intra-op threads 2",
         "oneDNN off",
     ]
     assert variants["batch 64"]["settings"] == {**DEFAULTS, "batch_size": 64}
