@@ -38,7 +38,7 @@ ui: setup  ## MLflow UI on http://127.0.0.1:5000 against the embedded store
 screenshots: setup  ## MLflow UI screenshots in docs/ (runs, confusion matrix, compare, charts)
 	$(PY) -m pipeline.screenshots --out docs
 
-bench: setup  ## the benchmark (about 8 minutes on 2 idle cores); writes bench.json
+bench: setup  ## the benchmark (7-10 minutes on 2 idle cores); writes bench.json
 	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m pipeline.bench --json reports/bench.json
 
 bench-full: setup  ## the benchmark plus a full dvc repro from a clean copy (about 40 minutes)
