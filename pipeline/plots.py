@@ -139,7 +139,8 @@ def digit_grid(
     title: str,
     columns: int = 5,
 ) -> Figure:
-    """Grid of digit images, each titled with its true and predicted label; wrong ones in red."""
+    """Grid of digit images, each labelled with its true and predicted label and the model's
+    confidence; wrong ones in red. Drawn as one mosaic image in one Axes, labels as its texts."""
     pixels = np.asarray(images)
     if pixels.ndim == 4 and pixels.shape[-1] == 1:
         pixels = pixels[..., 0]
