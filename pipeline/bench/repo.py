@@ -129,7 +129,8 @@ def shrink_params(
     params = yaml.safe_load(path.read_text())
     params["preprocess"]["train_limit"] = TINY_TRAIN_LIMIT
     params["train"]["epochs"] = TINY_EPOCHS
-    params["tracking"]["log_model"] = params["tracking"]["log_model"] and log_model
+    if not log_model:
+        params["tracking"]["log_model"] = False
     if models is not None:
         params["models"] = models
     for spec in (spec for kind in params["models"].values() for spec in kind.values()):

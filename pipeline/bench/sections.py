@@ -14,7 +14,7 @@ TITLES = {
     "cpu": "6. CPU settings",
 }
 # Wall-clock budget per section on 2 idle cores; the default sections must stay under 10 minutes
-# (together 534 s) on the slower of our two machines, where section 3 alone needs ~260 s.
+# on the slower of our two machines, where section 3 alone needs ~260 s.
 BUDGET_SECONDS = {
     "tracking": 100,
     "epochs": 64,
