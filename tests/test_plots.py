@@ -39,7 +39,7 @@ def history(epochs: int = 4, offset: float = 0.0) -> pd.DataFrame:
 
 
 def annotation_cells(axes) -> dict[tuple[int, int], str]:
-    """Seaborn annotation texts keyed by their (row, column) cell."""
+    """Heatmap annotation texts keyed by their (row, column) cell."""
     return {
         (int(text.get_position()[1]), int(text.get_position()[0])): text.get_text()
         for text in axes.texts
@@ -107,6 +107,17 @@ def test_confusion_figure_annotates_every_cell_with_its_count():
     assert cells == {
         (row, column): str(CM[row, column]) for row in range(3) for column in range(3)
     }
+
+
+def test_confusion_figure_writes_white_on_dark_cells_and_dark_on_light_ones():
+    figure = render(plots.confusion_figure(CM, "contrast"))
+
+    colours = {
+        (int(text.get_position()[1]), int(text.get_position()[0])): text.get_color()
+        for text in figure.axes[0].texts
+    }
+    assert same_color(colours[(0, 0)], "white")  # 50, the darkest blue
+    assert same_color(colours[(1, 2)], "0.15")  # 0, the lightest
 
 
 def test_confusion_figure_hide_diagonal_masks_the_correct_cells():
