@@ -97,7 +97,8 @@ def _annotated_heatmap(
     fontsize: int,
 ) -> None:
     """Draw `values` as labelled cells, row 0 at the top, each annotated with `fmt`, and a
-    colour bar. Masked and NaN cells are left blank: the axes' face colour shows through."""
+    colour bar. Masked and NaN cells are left blank, in MASKED_CELL_COLOR."""
+    axes.set_facecolor(MASKED_CELL_COLOR)  # shows through where pcolormesh draws nothing
     cells = np.ma.masked_invalid(values)
     rows, columns = cells.shape
     norm = Normalize()
@@ -143,7 +144,6 @@ def confusion_figure(cm: ArrayLike, title: str, hide_diagonal: bool = False) -> 
     side = max(4.0, 0.6 * classes + 2.0)
     figure = Figure(figsize=(side + 1.0, side), layout="constrained")
     axes = figure.add_subplot()
-    axes.set_facecolor(MASKED_CELL_COLOR)  # shows through the masked (hidden) cells
     _annotated_heatmap(
         axes,
         np.ma.masked_where(np.eye(classes, dtype=bool), values) if hide_diagonal else values,
@@ -243,7 +243,6 @@ def per_digit_heatmap(table: pd.DataFrame) -> Figure:
     rows, columns = percent.shape
     figure = Figure(figsize=(0.75 * columns + 3.5, 0.5 * rows + 2.0), layout="constrained")
     axes = figure.add_subplot()
-    axes.set_facecolor(MASKED_CELL_COLOR)  # missing (NaN) cells are left blank
     _annotated_heatmap(
         axes,
         percent.to_numpy(),

@@ -8,6 +8,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import QuadMesh
 from matplotlib.colors import same_color
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from pipeline import plots
 
@@ -38,12 +39,16 @@ def history(epochs: int = 4, offset: float = 0.0) -> pd.DataFrame:
     )
 
 
-def annotation_cells(axes) -> dict[tuple[int, int], str]:
-    """Heatmap annotation texts keyed by their (row, column) cell."""
+def annotations(axes) -> dict[tuple[int, int], Text]:
+    """Heatmap annotations keyed by their (row, column) cell."""
     return {
-        (int(text.get_position()[1]), int(text.get_position()[0])): text.get_text()
-        for text in axes.texts
+        (int(text.get_position()[1]), int(text.get_position()[0])): text for text in axes.texts
     }
+
+
+def annotation_cells(axes) -> dict[tuple[int, int], str]:
+    """Heatmap annotation strings keyed by their (row, column) cell."""
+    return {cell: text.get_text() for cell, text in annotations(axes).items()}
 
 
 def test_figures_stay_out_of_pyplot():
@@ -112,10 +117,7 @@ def test_confusion_figure_annotates_every_cell_with_its_count():
 def test_confusion_figure_writes_white_on_dark_cells_and_dark_on_light_ones():
     figure = render(plots.confusion_figure(CM, "contrast"))
 
-    colours = {
-        (int(text.get_position()[1]), int(text.get_position()[0])): text.get_color()
-        for text in figure.axes[0].texts
-    }
+    colours = {cell: text.get_color() for cell, text in annotations(figure.axes[0]).items()}
     assert same_color(colours[(0, 0)], "white")  # 50, the darkest blue
     assert same_color(colours[(1, 2)], "0.15")  # 0, the lightest
 
