@@ -14,6 +14,7 @@ from pipeline.config import ModelSpec, Params
 
 if TYPE_CHECKING:  # TensorFlow, Keras and MLflow are imported only where they are used
     import keras
+    import tensorflow as tf
 
 
 PREFERRED_MODEL = "cnn_a_32_64"  # the small CNN of sections 1 and 6; else the smallest CNN
@@ -126,19 +127,21 @@ class EpochTrial:
 
     def warm_up(self, batches: int = WARMUP_BATCHES) -> None:
         """Trace (and for XLA compile) the train function on a few batches."""
-        count = batches * self.batch_size
-        self.model.fit(
-            self.x[:count], self.y[:count], batch_size=self.batch_size, epochs=1, verbose=0
-        )
+        self.model.fit(self._batches(batches * self.batch_size), verbose=0)
 
     def probe(self, batches: int = PROBE_BATCHES) -> float:
         """Images per second over a few batches (after warm_up); fit overhead makes it low."""
         count = batches * self.batch_size
+        sample = self._batches(count)
         with timed() as took:
-            self.model.fit(
-                self.x[:count], self.y[:count], batch_size=self.batch_size, epochs=1, verbose=0
-            )
+            self.model.fit(sample, verbose=0)
         return count / took["wall_s"]
+
+    def _batches(self, images: int) -> tf.data.Dataset:
+        """The first `images` images in batches, shuffled, as the train stage feeds them."""
+        from pipeline import training
+
+        return training.batches(self.x[:images], self.y[:images], self.batch_size, shuffle=True)
 
     def use(self, images: int) -> None:
         """Time epochs over the first `images` images from now on."""
@@ -146,11 +149,10 @@ class EpochTrial:
 
     def epoch(self) -> dict[str, float]:
         """Wall and CPU seconds and final loss of one epoch; validation accuracy (not timed)."""
+        epoch = self._batches(len(self.y))
         self.restore()
         with timed() as figures:
-            history = self.model.fit(
-                self.x, self.y, batch_size=self.batch_size, epochs=1, shuffle=True, verbose=0
-            )
+            history = self.model.fit(epoch, verbose=0)
         figures["train_loss"] = float(history.history["loss"][-1])
         if self.validation is not None:
             if self.val_accuracy is None:  # the repeats replay this epoch
