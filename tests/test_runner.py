@@ -41,7 +41,7 @@ SCRIPT = textwrap.dedent(
         training.compile_model(model, train, 448, runtime.jit_compile)
     history = model.fit(training.batches(x[:448], y[:448], 64, shuffle=True), epochs=2,
                         validation_data=training.batches(x[448:], y[448:], 64, shuffle=False),
-                        verbose=0)
+                        shuffle=False, verbose=0)
     digest = hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest()
     print(json.dumps({"weights": digest, "history": history.history,
                       "tags": runtime.tags(), "replicas": runtime.strategy.num_replicas_in_sync}))

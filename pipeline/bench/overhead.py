@@ -86,7 +86,11 @@ def tracking_overhead(
             )
             with contextlib.redirect_stdout(sys.stderr), timed() as figures:
                 fitted.fit(
-                    train_batches, validation_data=val_batches, epochs=train.epochs, verbose=2
+                    train_batches,
+                    validation_data=val_batches,
+                    epochs=train.epochs,
+                    shuffle=False,  # the batches shuffle themselves
+                    verbose=2,
                 )
             return figures
 

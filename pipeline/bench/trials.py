@@ -127,14 +127,14 @@ class EpochTrial:
 
     def warm_up(self, batches: int = WARMUP_BATCHES) -> None:
         """Trace (and for XLA compile) the train function on a few batches."""
-        self.model.fit(self._batches(batches * self.batch_size), verbose=0)
+        self.model.fit(self._batches(batches * self.batch_size), shuffle=False, verbose=0)
 
     def probe(self, batches: int = PROBE_BATCHES) -> float:
         """Images per second over a few batches (after warm_up); fit overhead makes it low."""
         count = batches * self.batch_size
         sample = self._batches(count)
         with timed() as took:
-            self.model.fit(sample, verbose=0)
+            self.model.fit(sample, shuffle=False, verbose=0)
         return count / took["wall_s"]
 
     def _batches(self, images: int) -> tf.data.Dataset:
@@ -152,7 +152,7 @@ class EpochTrial:
         epoch = self._batches(len(self.y))
         self.restore()
         with timed() as figures:
-            history = self.model.fit(epoch, verbose=0)
+            history = self.model.fit(epoch, shuffle=False, verbose=0)
         figures["train_loss"] = float(history.history["loss"][-1])
         if self.validation is not None:
             if self.val_accuracy is None:  # the repeats replay this epoch
