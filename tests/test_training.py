@@ -35,10 +35,12 @@ def test_each_epoch_holds_every_image_once_in_batches_with_its_label(arrays) -> 
 
 
 def test_shuffled_batches_change_order_each_epoch_and_repeat_with_the_seed(arrays) -> None:
-    keras.utils.set_random_seed(0)
-    first = [np.concatenate(epoch).tolist() for epoch in epochs(batches(*arrays, 4, True), 3)]
-    keras.utils.set_random_seed(0)
-    again = [np.concatenate(epoch).tolist() for epoch in epochs(batches(*arrays, 4, True), 3)]
+    def orders() -> list[list[int]]:
+        keras.utils.set_random_seed(0)
+        shuffled = batches(*arrays, BATCH, shuffle=True)
+        return [np.concatenate(epoch).tolist() for epoch in epochs(shuffled, 3)]
+
+    first, again = orders(), orders()
     assert first == again
     assert len({tuple(order) for order in first}) == 3
     assert list(range(IMAGES)) not in first
