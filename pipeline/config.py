@@ -36,7 +36,16 @@ from pydantic_core import PydanticCustomError
 from pipeline.errors import ConfigError
 from pipeline.paths import PARAMS
 
-__all__ = ["ConfigError", "load_params", "parse_params", "Params", "ModelSpec", "LayerSpec"]
+__all__ = [
+    "ConfigError",
+    "load_params",
+    "parse_params",
+    "parameter_count",
+    "Params",
+    "ModelSpec",
+    "LayerSpec",
+    "EnsembleConfig",
+]
 
 MODEL_KINDS = ("mlp", "cnn")
 # A shell word, a path segment, a DVC stage key, an MLflow run name and a Keras model name.
@@ -253,6 +262,8 @@ class Params:
     @classmethod
     def _entries(cls, raw: Any, info: ValidationInfo) -> Any:
         """models.<kind>.<name> -> {"<kind>.<name>": entry}, so that error locations stay keys."""
+        # By hand: the file groups models by kind, Params holds them by name (no pydantic type
+        # merges two levels); each entry itself is a ModelSpec that pydantic validates.
         if isinstance(raw, types.MappingProxyType):
             return raw  # Params.models itself, e.g. from dataclasses.replace(params, ...)
         if not isinstance(raw, dict):
@@ -285,6 +296,7 @@ class Params:
     @field_validator("models")
     @classmethod
     def _by_name(cls, models: Mapping[str, ModelSpec], info: ValidationInfo) -> Any:
+        """Each model within MAX_PARAMETERS, then Params.models: a read-only mapping by name."""
         data = info.data.get("data")
         for spec in models.values():
             count = parameter_count(spec, data.image_shape, data.num_classes) if data else 0
