@@ -204,12 +204,13 @@ def misclassified_indices(
 
 
 def log_loss(y_true: ArrayLike, probabilities: ArrayLike) -> float:
-    """Mean categorical cross-entropy of the true class (sklearn clips at the dtype's epsilon)."""
+    """Mean categorical cross-entropy of the true class (clipped at float32's epsilon)."""
     from sklearn.metrics import log_loss as sklearn_log_loss
 
     true = _labels(y_true, "y_true")
     probs = _probabilities(true, probabilities)
     true = _labels(true, "y_true", probs.shape[1])
-    # The caller's dtype, not float64: a float32 softmax sums to 1 within float32's tolerance.
-    given = np.asarray(probabilities)
+    # In float32, the models' own precision: sklearn wants each row to sum to 1 within the
+    # dtype's tolerance, which a float32 softmax (or an average of them) held as float64 misses.
+    given = probs.astype(np.float32)
     return float(sklearn_log_loss(true, given, labels=np.arange(probs.shape[1])))
