@@ -1,52 +1,106 @@
-"""Frozen dataclasses mirroring params.yaml, and load_params() that validates them.
+"""Frozen pydantic dataclasses mirroring params.yaml, and load_params() that validates them.
 
-Every error names the dotted key, e.g. `models.cnn.cnn_a.dropout must be in [0, 1), got 1.5`.
+Every error is one line naming the dotted key, e.g. `models.cnn.cnn_a.dropout must be in [0, 1),
+got 1.5`: pydantic's error location is the key, and `_message` words its error type.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.dataclasses import dataclass
+from pydantic_core import PydanticCustomError
 
 from pipeline.errors import ConfigError
 from pipeline.paths import PARAMS
 
-__all__ = ["ConfigError", "load_params", "parse_params", "Params", "ModelSpec", "LayerSpec"]
+__all__ = [
+    "ConfigError",
+    "load_params",
+    "parse_params",
+    "parameter_count",
+    "Params",
+    "ModelSpec",
+    "LayerSpec",
+    "EnsembleConfig",
+]
 
 MODEL_KINDS = ("mlp", "cnn")
+# A shell word, a path segment, a DVC stage key, an MLflow run name and a Keras model name.
+MODEL_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+MAX_UNITS = 16_384  # hidden/dense units and conv filters: one such layer fits a 24 GiB machine
+MAX_WINDOW = 28  # conv kernel, pool window and stride: at most the MNIST image side
+MAX_PARAMETERS = 100_000_000  # weights, Adam's two moments and gradients: ~1.6 GB in float32
+SHA256 = r"^[0-9a-f]{64}$"
+
+# Scalars are strict (no "10" for 10, no 1 for true); extra keys are errors; NaN and inf are not
+# numbers here. The classes themselves must take mappings, hence strict types, not strict=True.
+_STRICT = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-def _check(predicate: Callable[[Any], bool], message: str) -> dict[str, Any]:
-    """Field metadata: a range check and the text that says what is allowed."""
-    return {"check": (predicate, message)}
+def _fail(tail: str) -> typing.NoReturn:
+    """An error whose text follows its key as it is (`.hidden is missing`, `: unknown kind`)."""
+    raise PydanticCustomError("config", "{tail}", {"tail": tail})
 
 
-POSITIVE = _check(lambda v: v > 0, "must be > 0")
-NON_NEGATIVE = _check(lambda v: v >= 0, "must be >= 0")
-UNIT_OPEN = _check(lambda v: 0 < v < 1, "must be in (0, 1)")
-RATE = _check(lambda v: 0 <= v < 1, "must be in [0, 1)")
-ACCURACY = _check(lambda v: 0 <= v <= 1, "must be in [0, 1]")
-SHA256 = _check(
-    lambda v: len(v) == 64 and all(c in "0123456789abcdef" for c in v),
-    "must be 64 lowercase hex digits",
+def _checked(tp: Any, allowed: str, predicate: Callable[[Any], bool]) -> Any:
+    """`tp` with a check whose error says all that is allowed (pydantic names one failed bound)."""
+
+    def check(value: Any) -> Any:
+        if not predicate(value):
+            raise PydanticCustomError("check", "{allowed}", {"allowed": allowed})
+        return value
+
+    return Annotated[tp, AfterValidator(check)]
+
+
+def _exact_bool(value: Any) -> Any:
+    # A lax Literal takes 1 for true, and pydantic cannot make a Literal strict.
+    if type(value) in (int, float):
+        raise PydanticCustomError("check", "must be one of auto | true | false")
+    return value
+
+
+Positive = Annotated[StrictInt, Field(gt=0)]
+NonNegative = Annotated[StrictInt, Field(ge=0)]
+Rate = _checked(StrictFloat, "must be in [0, 1)", lambda v: 0 <= v < 1)
+Accuracy = _checked(StrictFloat, "must be in [0, 1]", lambda v: 0 <= v <= 1)
+Fraction = _checked(StrictFloat, "must be in (0, 1)", lambda v: 0 < v < 1)
+ImageShape = _checked(
+    tuple[StrictInt, ...], "must be two positive ints", lambda v: len(v) == 2 and min(v) > 0
 )
+Units = Annotated[StrictInt, Field(gt=0, le=MAX_UNITS)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class DataFile:
-    name: str
-    sha256: str = field(metadata=SHA256)
+    name: StrictStr
+    sha256: Annotated[StrictStr, StringConstraints(pattern=SHA256)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class DataFiles:
     train_images: DataFile
     train_labels: DataFile
@@ -54,96 +108,140 @@ class DataFiles:
     test_labels: DataFile
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class DataConfig:
-    mirrors: tuple[str, ...]
+    mirrors: tuple[StrictStr, ...]
     files: DataFiles
-    image_shape: tuple[int, ...] = field(
-        metadata=_check(lambda v: len(v) == 2 and min(v) > 0, "must be two positive ints")
-    )
-    num_classes: int = field(metadata=_check(lambda v: v >= 2, "must be >= 2"))
-    timeout_seconds: float = field(metadata=POSITIVE)
-    retries: int = field(metadata=_check(lambda v: v >= 1, "must be >= 1"))
-    backoff_seconds: float = field(metadata=NON_NEGATIVE)
+    image_shape: ImageShape
+    num_classes: Annotated[StrictInt, Field(ge=2)]
+    timeout_seconds: Annotated[StrictFloat, Field(gt=0)]
+    retries: Annotated[StrictInt, Field(ge=1)]
+    backoff_seconds: Annotated[StrictFloat, Field(ge=0)]
+    max_idx_bytes: Annotated[StrictInt, Field(ge=1)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class PreprocessConfig:
     normalize: Literal["scale", "standardize"]
-    validation_fraction: float = field(metadata=UNIT_OPEN)
-    train_limit: int = field(metadata=NON_NEGATIVE)
+    validation_fraction: Fraction
+    train_limit: NonNegative
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class RunnerConfig:
     device: Literal["auto", "cpu", "gpu"]
-    mixed_precision: bool
-    jit_compile: Literal["auto", True, False]
+    mixed_precision: StrictBool
+    jit_compile: Annotated[Literal["auto", True, False], BeforeValidator(_exact_bool)]
     strategy: Literal["default", "mirrored", "multi_worker"]
-    deterministic: bool
-    logical_cpus: int = field(metadata=NON_NEGATIVE)
+    deterministic: StrictBool
+    logical_cpus: NonNegative
+    backend: Literal["tensorflow", "jax"] = "tensorflow"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class TrainConfig:
-    epochs: int = field(metadata=POSITIVE)
-    batch_size: int = field(metadata=POSITIVE)
-    learning_rate: float = field(metadata=POSITIVE)
+    epochs: Positive
+    batch_size: Positive
+    learning_rate: Annotated[StrictFloat, Field(gt=0)]
     optimizer: Literal["adam", "sgd", "rmsprop"]
     lr_schedule: Literal["constant", "cosine"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class LayerSpec:
     """One CNN layer: conv, pool, dense, dropout, batchnorm or flatten."""
 
     type: Literal["conv", "pool", "dense", "dropout", "batchnorm", "flatten"]
-    size: int = 0  # filters for conv, units for dense, window for pool
-    kernel: int = 0
+    size: StrictInt = 0  # filters for conv, units for dense, window for pool
+    kernel: StrictInt = 0
     padding: Literal["valid", "same"] = "valid"
-    stride: int = 1  # conv only: 2 halves the output, a learned alternative to pooling
+    stride: StrictInt = 1  # conv only: 2 halves the output, a learned alternative to pooling
 
 
-@dataclass(frozen=True)
+BAD_LAYER = "must be dropout, batchnorm, flatten, {conv: N, kernel: K}, {pool: N} or {dense: N}"
+_LAYER_KEYS = {"conv": {"conv", "kernel"}, "pool": {"pool"}, "dense": {"dense"}}
+_LAYER_LIMITS = {"conv": MAX_UNITS, "dense": MAX_UNITS, "kernel": MAX_WINDOW}
+_LAYER_LIMITS |= {"pool": MAX_WINDOW, "stride": MAX_WINDOW}
+
+
+def _layer(raw: Any) -> Any:
+    """params.yaml's shorthand (`flatten`, `{conv: 32, kernel: 3}`) -> LayerSpec's fields."""
+    # By hand: the layer type is one of the keys, and one message shows every accepted shape.
+    if isinstance(raw, LayerSpec):
+        return raw
+    if isinstance(raw, str) and raw in ("dropout", "batchnorm", "flatten"):
+        return {"type": raw}
+    if not isinstance(raw, dict) or not raw:
+        _fail(f" {BAD_LAYER}, got {raw!r}")
+    layer_type = next((k for k in raw if k in _LAYER_KEYS), next(iter(raw)))
+    if layer_type not in _LAYER_KEYS:
+        _fail(f" has unknown layer type {layer_type!r} (known: conv, pool, dense)")
+    conv = layer_type == "conv"
+    sizes = {k: v for k, v in raw.items() if not (conv and k == "padding")}
+    required, optional = _LAYER_KEYS[layer_type], {"stride"} if conv else set()
+    if not required <= set(sizes) <= required | optional:
+        also = " (optional: padding, stride)" if conv else ""
+        got = sorted(sizes, key=str)
+        _fail(f" must have exactly the keys {sorted(required)}{also}, got {got}")
+    for key, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            _fail(f".{key} must be a positive integer, got {value!r}")
+        if value > _LAYER_LIMITS[key]:
+            _fail(f".{key} must be <= {_LAYER_LIMITS[key]}, got {value!r}")
+    return {
+        "type": layer_type,
+        "size": sizes[layer_type],
+        "kernel": sizes.get("kernel", 0),
+        "padding": raw.get("padding", "valid"),
+        "stride": sizes.get("stride", 1),
+    }
+
+
+@dataclass(frozen=True, config=_STRICT)
 class AugmentConfig:
     """Random training-time distortions: one resampling (pipeline.augment), none at inference."""
 
-    rotation: float = field(default=0.0, metadata=RATE)  # fraction of a full turn
-    shift: float = field(default=0.0, metadata=RATE)  # fraction of the image size
-    zoom: float = field(default=0.0, metadata=RATE)
+    rotation: Rate = 0.0  # fraction of a full turn
+    shift: Rate = 0.0  # fraction of the image size
+    zoom: Rate = 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class ModelSpec:
-    name: str
+    name: Annotated[StrictStr, StringConstraints(pattern=f"^{MODEL_NAME.pattern}$")]
     kind: Literal["mlp", "cnn"]
-    source: str
-    reported_accuracy: float
-    target_accuracy: float
-    dropout: float
+    source: StrictStr
+    reported_accuracy: Accuracy
+    target_accuracy: Accuracy
+    dropout: Rate
     train: TrainConfig
-    hidden: tuple[int, ...] = ()
-    layers: tuple[LayerSpec, ...] = ()
-    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    hidden: tuple[Units, ...] = ()
+    layers: tuple[Annotated[LayerSpec, BeforeValidator(_layer)], ...] = ()
+    augment: AugmentConfig = AugmentConfig()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class EvaluateConfig:
-    batch_size: int = field(metadata=POSITIVE)
-    grid_size: int = field(metadata=POSITIVE)
-    top_confusions: int = field(metadata=POSITIVE)
+    batch_size: Annotated[StrictInt, Field(gt=0, le=100_000)]
+    grid_size: Annotated[StrictInt, Field(ge=1, le=100)]
+    top_confusions: Annotated[StrictInt, Field(ge=1, le=100)]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
 class TrackingConfig:
-    experiment: str
-    registered_model: str
-    log_model: bool
+    experiment: StrictStr
+    registered_model: StrictStr
+    log_model: StrictBool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_STRICT)
+class EnsembleConfig:
+    rounds: Annotated[StrictInt, Field(ge=1, le=100)]
+
+
+@dataclass(frozen=True, config=_STRICT)
 class Params:
-    seed: int = field(metadata=NON_NEGATIVE)
+    seed: Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]  # what NumPy and TensorFlow accept
     data: DataConfig
     preprocess: PreprocessConfig
     runner: RunnerConfig
@@ -151,6 +249,7 @@ class Params:
     models: Mapping[str, ModelSpec]
     evaluate: EvaluateConfig
     tracking: TrackingConfig
+    ensemble: EnsembleConfig
 
     def model(self, name: str) -> ModelSpec:
         """The spec of model `name`, or a ConfigError listing the known names."""
@@ -159,186 +258,157 @@ class Params:
             raise ConfigError(f"models: no model named {name!r} (known: {known})")
         return self.models[name]
 
+    @field_validator("models", mode="before")
+    @classmethod
+    def _entries(cls, raw: Any, info: ValidationInfo) -> Any:
+        """models.<kind>.<name> -> {"<kind>.<name>": entry}, so that error locations stay keys."""
+        # By hand: the file groups models by kind, Params holds them by name (no pydantic type
+        # merges two levels); each entry itself is a ModelSpec that pydantic validates.
+        if isinstance(raw, types.MappingProxyType):
+            return raw  # Params.models itself, e.g. from dataclasses.replace(params, ...)
+        if not isinstance(raw, dict):
+            _fail(f" must be a mapping of kind -> models, got {raw!r}")
+        defaults = info.data.get("train")
+        defaults = dataclasses.asdict(defaults) if defaults else {}
+        entries: dict[str, Any] = {}
+        kinds: dict[Any, str] = {}
+        for kind, named in raw.items():
+            if kind not in MODEL_KINDS:
+                _fail(f".{_shown(kind)}: unknown model kind {kind!r} (known: mlp, cnn)")
+            if named is None:
+                continue
+            if not isinstance(named, dict):
+                _fail(f".{kind} must be a mapping of name -> model, got {named!r}")
+            for name, entry in named.items():
+                if not (isinstance(name, str) and MODEL_NAME.fullmatch(name)):
+                    _fail(
+                        f".{kind}.{name!r}: a model name must match {MODEL_NAME.pattern} (a shell "
+                        "word, a path segment, a DVC stage key, an MLflow run name)"
+                    )
+                if name in kinds:
+                    _fail(f".{kind}.{name}: duplicate model name (also models.{kinds[name]})")
+                kinds[name] = kind
+                entries[f"{kind}.{name}"] = _entry(kind, name, entry, defaults)
+        if not entries:
+            _fail(" is empty: add at least one model under models.mlp or models.cnn")
+        return entries
 
-# ---------------------------------------------------------------------------- generic checking
+    @field_validator("models")
+    @classmethod
+    def _by_name(cls, models: Mapping[str, ModelSpec], info: ValidationInfo) -> Any:
+        """Each model within MAX_PARAMETERS, then Params.models: a read-only mapping by name."""
+        data = info.data.get("data")
+        for spec in models.values():
+            count = parameter_count(spec, data.image_shape, data.num_classes) if data else 0
+            if count > MAX_PARAMETERS:
+                _fail(
+                    f".{spec.kind}.{spec.name}: {count:,} parameters, more than the "
+                    f"{MAX_PARAMETERS:,} allowed"
+                )
+        return types.MappingProxyType({spec.name: spec for spec in models.values()})
 
 
-def _type_name(tp: Any) -> str:
-    if typing.get_origin(tp) is Literal:
-        return " | ".join(str(a).lower() if isinstance(a, bool) else str(a) for a in tp.__args__)
-    return getattr(tp, "__name__", str(tp))
+def _entry(kind: str, name: str, entry: Any, defaults: dict[str, Any]) -> Any:
+    """A model's entry with its name, kind and the train defaults its own `train:` overrides."""
+    if not isinstance(entry, dict):
+        return entry  # pydantic says "must be a mapping"
+    key = f".{kind}.{name}"
+    structure, other = ("hidden", "layers") if kind == "mlp" else ("layers", "hidden")
+    for taken in ("name", "kind"):
+        if taken in entry:
+            _fail(f"{key}.{taken} is not a known key (it is the entry's own)")
+    if other in entry:
+        _fail(f"{key}.{other} is not a key of a {kind} model (use {structure})")
+    if structure not in entry:
+        _fail(f"{key}.{structure} is missing")
+    if entry[structure] == []:
+        _fail(f"{key}.{structure} must be a non-empty list, got []")
+    train = {} if entry.get("train") is None else entry["train"]
+    if isinstance(train, dict):
+        train = {**defaults, **train}
+    return {**entry, "name": name, "kind": kind, "train": train}
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check `value` against the annotation `tp` and return it in the dataclass's own form."""
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        # `True == 1` in Python: compare type and value, so `1` is not mistaken for `true`.
-        if not any(type(value) is type(c) and value == c for c in choices):
-            raise ConfigError(f"{key} must be one of {_type_name(tp)}, got {value!r}")
-        return value
-    if origin is tuple:
-        item_type = typing.get_args(tp)[0]
-        if not isinstance(value, list):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
-        return tuple(_coerce(v, item_type, f"{key}.{i}") for i, v in enumerate(value))
-    if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            hint = " (write floats with a decimal point: 0.001)" if isinstance(value, str) else ""
-            raise ConfigError(f"{key} must be a number, got {value!r}{hint}")
-        if not math.isfinite(value):
-            raise ConfigError(f"{key} must be finite, got {value!r}")
-        return float(value)
-    if tp is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"{key} must be an integer, got {value!r}")
-    if tp is not int and not isinstance(value, tp):
-        raise ConfigError(f"{key} must be a {_type_name(tp)}, got {value!r}")
-    return value
+def parameter_count(spec: ModelSpec, image_shape: tuple[int, ...], num_classes: int) -> int:
+    """Keras' count_params() of `models.build_model(spec, ...)`, computed without building it.
+
+    Exact for every model the builder accepts; where a window exceeds its map (which the builder
+    refuses) the map is taken as 1x1, so the count stays an upper estimate.
+    """
+    (height, width), channels, count = image_shape, 1, 0
+    layers = spec.layers if spec.kind == "cnn" else [LayerSpec("dense", n) for n in spec.hidden]
+    for layer in layers:
+        if layer.type == "conv":
+            count += (layer.kernel * layer.kernel * channels + 1) * layer.size
+            channels, same, k, s = layer.size, layer.padding == "same", layer.kernel, layer.stride
+            height, width = (-(-d // s) if same else (d - k) // s + 1 for d in (height, width))
+        elif layer.type == "pool":
+            height, width = height // layer.size, width // layer.size
+        elif layer.type in ("flatten", "dense"):
+            channels, height, width = height * width * channels, 1, 1
+            if layer.type == "dense":
+                count, channels = count + (channels + 1) * layer.size, layer.size
+        elif layer.type == "batchnorm":
+            count += 4 * channels  # gamma, beta, moving mean and variance
+        height, width = max(height, 1), max(width, 1)
+    return count + (height * width * channels + 1) * num_classes
 
 
-def _shown(name: Any) -> str:
+# ---------------------------------------------------------------------------- errors
+
+_TEXT = {
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "finite_number": "must be finite",
+    "bool_type": "must be a bool",
+    "string_type": "must be a str",
+    "tuple_type": "must be a list",
+    "dataclass_type": "must be a mapping",
+    "greater_than": "must be > {gt}",
+    "greater_than_equal": "must be >= {ge}",
+    "less_than_equal": "must be <= {le}",
+    "literal_error": "must be one of {expected}",
+    "string_pattern_mismatch": "must be 64 lowercase hex digits",  # the one pattern: SHA256
+}
+
+
+def _shown(part: Any) -> str:
     """A key from the user's file as it goes into an error: quoted if it would break the line."""
-    text = str(name)
+    text = str(part)
     return text if text.isprintable() else repr(text)
 
 
-def _build(cls: type, raw: Any, key: str, **given: Any) -> Any:
-    """Build dataclass `cls` from mapping `raw`, naming `key` in every error."""
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{key} must be a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in given}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        dotted = f"{key}.{_shown(unknown[0])}" if key else _shown(unknown[0])
-        raise ConfigError(f"{dotted} is not a known key (known: {', '.join(fields)})")
-    values = dict(given)
-    for name, f in fields.items():
-        dotted = f"{key}.{name}" if key else name
-        if name not in raw:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(f"{dotted} is missing")
-            continue
-        value = _coerce(raw[name], hints[name], dotted)
-        if "check" in f.metadata:
-            predicate, message = f.metadata["check"]
-            if not predicate(value):
-                raise ConfigError(f"{dotted} {message}, got {raw[name]!r}")
-        values[name] = value
-    return cls(**values)
+def _known_keys(loc: tuple[Any, ...]) -> str:
+    """The keys of the section at `loc`, for an unknown key's error ('' if not a section)."""
+    node: Any = Params
+    for part in loc:
+        if dataclasses.is_dataclass(node):
+            node = typing.get_type_hints(node).get(part)
+        else:  # tuple[X, ...] or Mapping[str, X]
+            args = typing.get_args(node)
+            node = (args[0] if typing.get_origin(node) is tuple else args[-1]) if args else None
+    fields = dataclasses.fields(node) if dataclasses.is_dataclass(node) else ()
+    return ", ".join(f.name for f in fields)
 
 
-# ---------------------------------------------------------------------------- model entries
-
-
-def _parse_layer(raw: Any, key: str) -> LayerSpec:
-    if raw in ("dropout", "batchnorm", "flatten"):
-        return LayerSpec(type=raw)
-    if not isinstance(raw, dict) or not raw:
-        raise ConfigError(
-            f"{key} must be dropout, batchnorm, flatten, {{conv: N, kernel: K}}, {{pool: N}} or "
-            f"{{dense: N}}, got {raw!r}"
-        )
-    layer_type = next((k for k in raw if k in ("conv", "pool", "dense")), next(iter(raw)))
-    allowed = {"conv": {"conv", "kernel"}, "pool": {"pool"}, "dense": {"dense"}}.get(layer_type)
-    if allowed is None:
-        raise ConfigError(
-            f"{key} has unknown layer type {layer_type!r} (known: conv, pool, dense)"
-        )
-    raw = dict(raw)
-    padding = raw.pop("padding", "valid") if layer_type == "conv" else "valid"
-    if padding not in ("valid", "same"):
-        raise ConfigError(f"{key}.padding must be one of valid | same, got {padding!r}")
-    optional = {"stride"} if layer_type == "conv" else set()  # padding was taken above
-    if not allowed <= set(raw) <= allowed | optional:
-        also = " (optional: padding, stride)" if optional else ""
-        raise ConfigError(
-            f"{key} must have exactly the keys {sorted(allowed)}{also}, got {sorted(raw)}"
-        )
-    for k, v in raw.items():
-        if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-            raise ConfigError(f"{key}.{k} must be a positive integer, got {v!r}")
-    return LayerSpec(
-        type=layer_type,
-        size=raw[layer_type],
-        kernel=raw.get("kernel", 0),
-        padding=padding,
-        stride=raw.get("stride", 1),
-    )
-
-
-def _parse_model(name: str, kind: str, raw: Any, defaults: dict[str, Any]) -> ModelSpec:
-    key = f"models.{kind}.{name}"
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{key} must be a mapping, got {raw!r}")
-    raw = dict(raw)
-    train_raw = raw.pop("train", None)
-    if train_raw is None:
-        train_raw = {}
-    if not isinstance(train_raw, dict):
-        raise ConfigError(f"{key}.train must be a mapping, got {train_raw!r}")
-    unknown = sorted(set(train_raw) - set(defaults))
-    if unknown:
-        raise ConfigError(f"{key}.train.{_shown(unknown[0])} is not a known key")
-    train = _build(TrainConfig, {**defaults, **train_raw}, f"{key}.train")
-    structure = "hidden" if kind == "mlp" else "layers"
-    other = "layers" if kind == "mlp" else "hidden"
-    if other in raw:
-        raise ConfigError(f"{key}.{other} is not a key of a {kind} model (use {structure})")
-    if structure not in raw:
-        raise ConfigError(f"{key}.{structure} is missing")
-    items = raw.pop(structure)
-    if not isinstance(items, list) or not items:
-        raise ConfigError(f"{key}.{structure} must be a non-empty list, got {items!r}")
-    if kind == "mlp":
-        hidden = tuple(_coerce(v, int, f"{key}.hidden.{i}") for i, v in enumerate(items))
-        for i, units in enumerate(hidden):
-            if units <= 0:
-                raise ConfigError(f"{key}.hidden.{i} must be > 0, got {units}")
-        spec = _build(ModelSpec, raw, key, name=name, kind=kind, train=train, hidden=hidden)
-    else:
-        layers = tuple(_parse_layer(v, f"{key}.layers.{i}") for i, v in enumerate(items))
-        spec = _build(ModelSpec, raw, key, name=name, kind=kind, train=train, layers=layers)
-    for attr, check in (
-        ("dropout", RATE),
-        ("reported_accuracy", ACCURACY),
-        ("target_accuracy", ACCURACY),
-    ):
-        predicate, message = check["check"]
-        if not predicate(getattr(spec, attr)):
-            raise ConfigError(f"{key}.{attr} {message}, got {getattr(spec, attr)!r}")
-    return spec
-
-
-def _parse_models(raw: Any, defaults: dict[str, Any]) -> dict[str, ModelSpec]:
-    if not isinstance(raw, dict):
-        raise ConfigError(f"models must be a mapping of kind -> models, got {raw!r}")
-    models: dict[str, ModelSpec] = {}
-    for kind, entries in raw.items():
-        if kind not in MODEL_KINDS:
-            raise ConfigError(
-                f"models.{_shown(kind)}: unknown model kind {kind!r} "
-                f"(known: {', '.join(MODEL_KINDS)})"
-            )
-        if entries is None:
-            continue
-        if not isinstance(entries, dict):
-            raise ConfigError(f"models.{kind} must be a mapping of name -> model, got {entries!r}")
-        for raw_name, entry in entries.items():
-            name = str(raw_name)
-            if not name.isprintable():
-                raise ConfigError(f"models.{kind}.{name!r}: a model name must be printable")
-            if name in models:
-                raise ConfigError(
-                    f"models.{kind}.{name}: duplicate model name (also models.{models[name].kind})"
-                )
-            models[name] = _parse_model(name, kind, entry, defaults)
-    if not models:
-        raise ConfigError("models is empty: add at least one model under models.mlp or models.cnn")
-    return models
+def _message(error: Any) -> str:
+    """One line for pydantic's first error: the dotted key, what is allowed, what was given."""
+    loc, kind, ctx, given = error["loc"], error["type"], error.get("ctx", {}), error["input"]
+    key = ".".join(_shown(part) for part in loc)
+    if kind == "config":
+        return f"{key}{ctx['tail']}"
+    if kind == "missing":
+        return f"{key} is missing"
+    if kind in ("unexpected_keyword_argument", "invalid_key"):
+        known = _known_keys(loc[:-1])
+        return f"{key} is not a known key" + (f" (known: {known})" if known else "")
+    if kind == "literal_error":  # "'auto', True or False" -> "auto | true | false"
+        expected = re.sub(r", | or ", " | ", ctx["expected"].replace("'", ""))
+        ctx = {"expected": expected.replace("True", "true").replace("False", "false")}
+    ctx = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in ctx.items()}
+    text = _TEXT[kind].format(**ctx) if kind in _TEXT else error["msg"]
+    hint = " (write floats with a decimal point: 0.001)" if kind == "float_type" else ""
+    return f"{key} {text}, got {given!r}" + (hint if isinstance(given, str) else "")
 
 
 # ---------------------------------------------------------------------------- loading
@@ -367,16 +437,10 @@ def parse_params(raw: Any) -> Params:
     """Validate a params mapping (as read from params.yaml) into Params."""
     if not isinstance(raw, dict):
         raise ConfigError(f"params must be a mapping, got {type(raw).__name__}")
-    raw = dict(raw)
-    models_raw = raw.pop("models", None)
-    if "models" not in raw and models_raw is None:
-        raise ConfigError("models is missing")
-    if "train" not in raw:
-        raise ConfigError("train is missing")
-    train_raw = raw["train"]
-    train = _coerce(train_raw, TrainConfig, "train")  # validate the defaults on their own first
-    models = _parse_models(models_raw, dataclasses.asdict(train))
-    return _build(Params, raw, "", models=types.MappingProxyType(models))
+    try:
+        return TypeAdapter(Params).validate_python(raw)
+    except ValidationError as error:
+        raise ConfigError(_message(error.errors(include_url=False)[0])) from None
 
 
 def load_params(path: Path = PARAMS) -> Params:

@@ -6,6 +6,7 @@ import contextlib
 import copy
 import dataclasses
 import re
+import shlex
 import types
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import paths
-from pipeline.config import LayerSpec, Params, flatten, load_params, parse_params
+from pipeline.config import (
+    MODEL_NAME,
+    LayerSpec,
+    Params,
+    flatten,
+    load_params,
+    parameter_count,
+    parse_params,
+)
 from pipeline.errors import ConfigError
 
 RAW = yaml.safe_load(paths.PARAMS.read_text())
@@ -335,7 +344,7 @@ def test_jit_compile_rejects_other_values(value: Any, shown: str) -> None:
         ),
         ("data.\n", 1, "data.'\\n' is not a known key"),
         ("models.c\tnn", {}, "models.'c\\tnn': unknown model kind"),
-        ("models.cnn.a\nb", {}, "models.cnn.'a\\nb': a model name must be printable"),
+        ("models.cnn.a\nb", {}, "models.cnn.'a\\nb': a model name must match [a-z][a-z0-9_]"),
     ],
 )
 def test_keys_that_would_break_the_line_are_quoted(dotted: str, value: Any, expected: str) -> None:
@@ -378,13 +387,123 @@ def test_model_without_train_section_takes_every_default() -> None:
     assert params.model("cnn_b_64_dense").train == params.train
 
 
-def test_numeric_model_name_is_a_string_key() -> None:
+def test_numeric_model_name_is_rejected_naming_the_rule() -> None:
     raw = copy.deepcopy(RAW)
     raw["models"]["mlp"][2024] = raw["models"]["mlp"]["mlp_e_128"]  # YAML reads `2024:` as int
-    params = parse_params(raw)
-    assert params.model("2024").name == "2024" and "2024" in params.models
-    with pytest.raises(ConfigError, match=r"no model named 'nope' \(known: 2024, cnn_a_32_64, "):
-        params.model("nope")
+    assert config_error(raw).startswith(
+        "models.mlp.2024: a model name must match [a-z][a-z0-9_]{0,63} (a shell word, "
+    )
+
+
+# ---------------------------------------------------------------------------- names and bounds
+
+NAME_RULE = "a model name must match [a-z][a-z0-9_]{0,63} (a shell word, a path segment, "
+
+
+def renamed(name: Any) -> dict[str, Any]:
+    """The real params with mlp_e_128 renamed to `name`."""
+    raw = copy.deepcopy(RAW)
+    raw["models"]["mlp"][name] = raw["models"]["mlp"].pop("mlp_e_128")
+    return raw
+
+
+@pytest.mark.parametrize(
+    "name", ["..", "x;touch PWNED;", "a b", "zähler", "a/b", "A", "_a", "a" * 65]
+)
+def test_unsafe_model_name_is_one_line_naming_key_and_rule(name: str) -> None:
+    message = config_error(renamed(name))
+    assert message == f"models.mlp.{name!r}: {NAME_RULE}a DVC stage key, an MLflow run name)"
+
+
+@pytest.mark.parametrize(
+    ("dotted", "value", "expected"),
+    [
+        ("seed", 2**40, "seed must be <= 4294967295, got 1099511627776"),
+        ("evaluate.grid_size", 20000, "evaluate.grid_size must be <= 100, got 20000"),
+        ("evaluate.grid_size", 0, "evaluate.grid_size must be >= 1, got 0"),
+        ("evaluate.top_confusions", 1000, "evaluate.top_confusions must be <= 100, got 1000"),
+        ("evaluate.batch_size", 10**6, "evaluate.batch_size must be <= 100000, got 1000000"),
+        (
+            "models.mlp.mlp_e_128.hidden",
+            [1000000000],
+            "models.mlp.mlp_e_128.hidden.0 must be <= 16384, got 1000000000",
+        ),
+        (
+            "runner.backend",
+            "theano",
+            "runner.backend must be one of tensorflow | jax, got 'theano'",
+        ),
+        ("data.max_idx_bytes", 0, "data.max_idx_bytes must be >= 1, got 0"),
+        ("data.max_idx_bytes", DELETE, "data.max_idx_bytes is missing"),
+        ("ensemble.rounds", 0, "ensemble.rounds must be >= 1, got 0"),
+        ("ensemble.rounds", 101, "ensemble.rounds must be <= 100, got 101"),
+        ("ensemble", DELETE, "ensemble is missing"),
+        (
+            "models.cnn.cnn_a_32_64.layers.0",
+            {"conv": 20000, "kernel": 3},
+            "models.cnn.cnn_a_32_64.layers.0.conv must be <= 16384, got 20000",
+        ),
+        (
+            "models.cnn.cnn_a_32_64.layers.0",
+            {"conv": 32, "kernel": 29},
+            "models.cnn.cnn_a_32_64.layers.0.kernel must be <= 28, got 29",
+        ),
+        (
+            "models.cnn.cnn_a_32_64.layers.1",
+            {"pool": 1000},
+            "models.cnn.cnn_a_32_64.layers.1.pool must be <= 28, got 1000",
+        ),
+        (  # each layer within bounds, the model not: 784*16384 + 2 * 16384**2 + ...
+            "models.mlp.mlp_e_128.hidden",
+            [16384, 16384, 16384],
+            "models.mlp.mlp_e_128: 549,928,970 parameters, more than the 100,000,000 allowed",
+        ),
+        (  # 16384 filters of 3x3 on a 26x26x16384 map, then a dense layer on all of it
+            "models.cnn.cnn_b_64_dense.layers",
+            [{"conv": 16, "kernel": 3}, {"conv": 16384, "kernel": 3}, "flatten", {"dense": 64}],
+            "models.cnn.cnn_b_64_dense: ",
+        ),
+    ],
+)
+def test_bounds_name_the_key_in_one_line(dotted: str, value: Any, expected: str) -> None:
+    message = config_error(mutated(dotted, value))
+    assert message.startswith(expected) and "\n" not in message
+
+
+def test_backend_defaults_to_tensorflow_and_reads_jax() -> None:
+    assert parse_params(mutated("runner.backend", DELETE)).runner.backend == "tensorflow"
+    assert parse_params(mutated("runner.backend", "jax")).runner.backend == "jax"
+
+
+def test_new_keys_of_the_real_file(params: Params) -> None:
+    assert params.data.max_idx_bytes == RAW["data"]["max_idx_bytes"] >= 1
+    assert 1 <= params.ensemble.rounds == RAW["ensemble"]["rounds"] <= 100
+    assert params.runner.backend in ("tensorflow", "jax")
+
+
+def test_parameter_count_of_an_mlp_is_exact(params: Params) -> None:
+    spec = params.model("mlp_c_5x30")  # 784 -> 30 x5 -> 10
+    expected = (784 + 1) * 30 + 4 * (30 + 1) * 30 + (30 + 1) * 10
+    assert parameter_count(spec, (28, 28), 10) == expected
+
+
+SHELL_SPECIALS = set(" \t\n;&|<>()$`\\\"'*?[]#~=%!{}/,.:")
+
+
+@settings(max_examples=300, deadline=None)
+@given(name=st.one_of(st.text(max_size=70), st.from_regex(MODEL_NAME, fullmatch=True)))
+def test_random_model_names_are_safe_or_rejected_in_one_line(name: str) -> None:
+    try:
+        params = parse_params(renamed(name))
+    except ConfigError as error:
+        assert "\n" not in str(error)
+        assert str(error).startswith(f"models.mlp.{name!r}: {NAME_RULE}")
+    else:
+        spec = params.model(name)
+        assert spec.name == name and name in params.models
+        assert shlex.quote(name) == name and name not in (".", "..")  # one shell word
+        assert not SHELL_SPECIALS & set(name) and name.isascii()  # path segment, DVC key
+        assert Path(name).name == name and len(name) <= 64
 
 
 # ---------------------------------------------------------------------------- reading the file
@@ -513,6 +632,7 @@ def test_flatten_a_model_with_prefix(params: Params) -> None:
         "runner.strategy",
         "runner.deterministic",
         "runner.logical_cpus",
+        "runner.backend",
     }
 
 

@@ -107,7 +107,9 @@ def test_per_class_table_defines_zero_over_zero_as_zero_without_warnings():
     assert not table.isna().any().any()
 
 
-@pytest.mark.parametrize("cm", [[[1, 2, 3]], [[1, -1], [0, 2]], [[0.5, 0], [0, 1]]])
+@pytest.mark.parametrize(
+    "cm", [[[1, 2, 3]], [[1, -1], [0, 2]], [[0.5, 0], [0, 1]], [[0, 0], [0, 0]]]
+)
 def test_per_class_table_rejects_a_malformed_matrix(cm):
     with pytest.raises(ValueError, match="confusion matrix"):
         metrics.per_class_table(cm)
@@ -298,4 +300,16 @@ def test_log_loss_matches_hand_computed_cross_entropy() -> None:
     probabilities = np.array([[0.5, 0.5], [0.25, 0.75], [1.0, 0.0]])
     expected = -(np.log(0.5) + np.log(0.75) + np.log(1.0)) / 3
     assert metrics.log_loss([0, 1, 0], probabilities) == pytest.approx(expected)
-    assert metrics.log_loss([1], np.array([[1.0, 0.0]])) == pytest.approx(-np.log(1e-7))
+    certain_and_wrong = metrics.log_loss([1], np.array([[1.0, 0.0]]))  # clipped, not infinite
+    assert np.isfinite(certain_and_wrong) and certain_and_wrong > 10
+
+
+def test_log_loss_takes_a_float32_softmax_in_either_precision() -> None:
+    logits = np.random.default_rng(3).normal(size=(200, 10)).astype(np.float32)
+    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    labels = np.arange(200) % 10
+    expected = -np.mean(np.log(probabilities[np.arange(200), labels].astype(np.float64)))
+    assert metrics.log_loss(labels, probabilities) == pytest.approx(expected, rel=1e-6)
+    # the same numbers held as float64 (e.g. an average of models' outputs) are as good
+    as_float64 = probabilities.astype(np.float64)
+    assert metrics.log_loss(labels, as_float64) == pytest.approx(expected, rel=1e-6)

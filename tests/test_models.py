@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.config import LayerSpec, ModelSpec, Params, load_params
+from pipeline.config import LayerSpec, ModelSpec, Params, load_params, parameter_count
 from pipeline.errors import ConfigError, DataError
 from pipeline.models import build_model, load_model
 
@@ -66,6 +66,7 @@ def test_every_params_model_has_an_expected_count(params: Params) -> None:
 def test_parameter_count_and_output_shape(params: Params, name: str, count: int) -> None:
     model = build_model(params.model(name), INPUT_SHAPE, NUM_CLASSES)
     assert model.count_params() == count
+    assert parameter_count(params.model(name), INPUT_SHAPE[:2], NUM_CLASSES) == count  # config's
     assert model.name == name
     assert model.input_shape == (None, *INPUT_SHAPE)
     assert model.output_shape == (None, NUM_CLASSES)
@@ -192,8 +193,9 @@ def test_unbuildable_cnn_names_model_and_layer(
 def test_windows_that_exactly_fit_build(
     params: Params, layer_specs: tuple[LayerSpec, ...], count: int
 ) -> None:
-    model = build_model(with_layers(params.model("cnn_a_32_64"), *layer_specs), INPUT_SHAPE, 10)
-    assert model.count_params() == count
+    spec = with_layers(params.model("cnn_a_32_64"), *layer_specs)
+    model = build_model(spec, INPUT_SHAPE, 10)
+    assert model.count_params() == count == parameter_count(spec, INPUT_SHAPE[:2], 10)
     assert layer_kinds(model)[-2:] == ["Flatten", "Dense"]
 
 
@@ -214,6 +216,7 @@ def test_strided_convs_shrink_the_map_as_keras_does(
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
     assert [c.strides for c in convs] == [(2, 2), (2, 2), (1, 1)]
     assert [c.output.shape[1:3] for c in convs] == [(n, n) for n in sizes]
+    assert parameter_count(spec, INPUT_SHAPE[:2], NUM_CLASSES) == model.count_params()
 
 
 def test_dense_first_cnn_gets_an_implicit_flatten(params: Params) -> None:
@@ -221,6 +224,7 @@ def test_dense_first_cnn_gets_an_implicit_flatten(params: Params) -> None:
     model = build_model(spec, INPUT_SHAPE, NUM_CLASSES)
     assert layer_kinds(model) == ["InputLayer", "Flatten", "Dense", "Dropout", "Dense"]
     assert model.count_params() == (784 * 16 + 16) + (16 * 10 + 10)
+    assert parameter_count(spec, INPUT_SHAPE[:2], NUM_CLASSES) == model.count_params()
     assert model.output_shape == (None, NUM_CLASSES)
 
 
