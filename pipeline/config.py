@@ -65,6 +65,7 @@ class DataConfig:
     timeout_seconds: float = field(metadata=POSITIVE)
     retries: int = field(metadata=_check(lambda v: v >= 1, "must be >= 1"))
     backoff_seconds: float = field(metadata=NON_NEGATIVE)
+    max_idx_bytes: int = field(metadata=_check(lambda v: v >= 1, "must be >= 1"))
 
 
 @dataclass(frozen=True)
