@@ -125,7 +125,7 @@ def _one_line(error: BaseException) -> str:
     text = " ".join(str(e) for e in chain).lower()
     for needle, cause in _STORE_FAULTS.items():
         if needle in text:
-            return f"{cause} ({needle})"
+            return f"{cause}: {needle}"
     root = chain[-1]
     lines = str(root).strip().splitlines()
     return f"{type(root).__name__}: {lines[0] if lines else ''}"[:500]
