@@ -8,20 +8,22 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import logging
 import os
-import time
 import zipfile
 import zlib
-from collections.abc import Callable, Sequence
-from functools import partial
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import unquote, urlparse
 
 import numpy as np
 import requests
+import requests.adapters
 from tqdm import tqdm
+from urllib3.exceptions import MaxRetryError, ProtocolError
+from urllib3.util.retry import Retry
 
 from pipeline.config import DataFiles
 from pipeline.errors import DataError
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 IDX_UINT8 = 0x08
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK_BYTES = 1 << 16
+IDX_HEADER_MAX_BYTES = 4 + 4 * 4  # magic, then up to four dimension sizes
 DATASET_ARRAYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 DATASET_SCALARS = ("mean", "std", "normalize")
 
@@ -71,17 +74,62 @@ def parse_idx(data: bytes, source: str | Path) -> np.ndarray:
         raise DataError(f"{source}: IDX shape {list(shape)} is not usable ({error})") from None
 
 
-def decompress(data: bytes, source: str | Path) -> bytes:
-    """Gunzip `data` if it is gzip, else return it as is; refuse HTML pages and corrupt gzip."""
+def decompress(data: bytes, source: str | Path, max_bytes: int | None = None) -> bytes:
+    """Gunzip `data` if it is gzip, else return it as is; refuse HTML pages and corrupt gzip.
+
+    The content may not exceed the size its IDX header declares nor `max_bytes`
+    (params data.max_idx_bytes; None: the header alone bounds it); a gzip is inflated only up to
+    that bound, so a small file that inflates to gigabytes fails before it costs the memory.
+    """
     _refuse_html(data, source)
     if not data.startswith(GZIP_MAGIC):
+        _check_size(data, _size_limit(data, source, max_bytes), source, max_bytes)
         return data
     try:
-        data = gzip.decompress(data)
+        with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+            head = stream.read(IDX_HEADER_MAX_BYTES)
+            limit = _size_limit(head, source, max_bytes)
+            data = head + (
+                stream.read() if limit is None else stream.read(max(0, limit + 1 - len(head)))
+            )
     except (OSError, EOFError, zlib.error) as error:
         raise DataError(f"{source}: corrupt or truncated gzip ({error})") from None
     _refuse_html(data, source)
+    _check_size(data, limit, source, max_bytes)
     return data
+
+
+def _declared_bytes(head: bytes) -> int | None:
+    """The file size an IDX header of uint8 items at the start of `head` declares, else None."""
+    if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] != IDX_UINT8:
+        return None
+    ndim = head[3]
+    header_bytes = 4 + 4 * ndim
+    if not 1 <= ndim <= 4 or len(head) < header_bytes:
+        return None
+    items = 1
+    for i in range(ndim):
+        items *= int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big")
+    return header_bytes + items
+
+
+def _size_limit(head: bytes, source: str | Path, max_bytes: int | None) -> int | None:
+    """The most bytes the content may hold: its declared IDX size, capped at `max_bytes`."""
+    declared = _declared_bytes(head)
+    if declared is not None and max_bytes is not None and declared > max_bytes:
+        raise DataError(
+            f"{source}: IDX header declares {declared:,} bytes, "
+            f"more than data.max_idx_bytes ({max_bytes:,})"
+        )
+    return declared if declared is not None else max_bytes
+
+
+def _check_size(data: bytes, limit: int | None, source: str | Path, max_bytes: int | None) -> None:
+    if limit is None or len(data) <= limit:
+        return
+    if limit == max_bytes:
+        raise DataError(f"{source}: holds more than data.max_idx_bytes ({max_bytes:,} bytes)")
+    raise DataError(f"{source}: holds more than the {limit:,} bytes its IDX header declares")
 
 
 def _refuse_html(data: bytes, source: str | Path) -> None:
@@ -98,12 +146,34 @@ def raw_name(file_name: str) -> str:
 # ---------------------------------------------------------------------------- download
 
 
-class _Transient(Exception):
-    """A fault worth retrying at the same source: timeout, dropped connection, HTTP 5xx."""
+class _Unusable(Exception):
+    """This source cannot provide the file (after any retries); fetch moves on to the next."""
 
 
-class _Permanent(Exception):
-    """A fault retrying cannot fix at this source: HTTP 4xx, missing file, wrong content."""
+class _Backoff(Retry):
+    """urllib3's retry policy, pausing backoff * 2**k before retry k (urllib3 skips the first)."""
+
+    def get_backoff_time(self) -> float:
+        if not self.history:
+            return 0.0
+        return min(self.backoff_max, self.backoff_factor * 2 ** (len(self.history) - 1))
+
+
+def retrying_session(retries: int, backoff: float) -> requests.Session:
+    """A session that tries each request `retries` times on timeouts, dropped connections and
+    HTTP 5xx, with exponential backoff; 4xx and wrong content are not retried."""
+    policy = _Backoff(
+        total=retries - 1,
+        backoff_factor=backoff,
+        status_forcelist=range(500, 600),
+        raise_on_status=False,  # the last 5xx answer comes back, to be named in the error
+        respect_retry_after_header=False,  # a mirror cannot make us wait longer than params say
+    )
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(max_retries=policy)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 def sources(mirrors: tuple[str, ...]) -> list[str]:
@@ -120,26 +190,27 @@ def fetch(
     retries: int,
     backoff: float,
     session: requests.Session | None = None,
+    max_bytes: int | None = None,
 ) -> bytes:
     """Fetch `name` from the first source that serves bytes whose decompressed SHA-256 matches.
 
-    A source is a URL prefix (http, https, file) or a local folder. Transient faults are retried
-    `retries` times with exponential backoff; anything else moves on to the next source.
+    A source is a URL prefix (http, https, file) or a local folder. HTTP faults worth retrying
+    are retried `retries` times with exponential backoff (see `retrying_session`); anything else
+    moves on to the next source. `max_bytes` bounds what is read and inflated (see `decompress`).
     """
     own_session = session is None
-    session = session or requests.Session()
+    session = session or retrying_session(retries, backoff)
     failures: list[str] = []
     try:
         for source in sources:
             location = _location(source, name)
             try:
-                read = partial(_read, location, timeout, session)
-                data = _with_retries(read, retries, backoff)
-                data = decompress(data, location)
+                data = _read(location, timeout, session, _compressed_bound(max_bytes))
+                data = decompress(data, location, max_bytes)
                 digest = hashlib.sha256(data).hexdigest()
                 if digest != sha256:
-                    raise _Permanent(f"sha256 mismatch (got {digest[:12]}..., want {sha256})")
-            except (_Transient, _Permanent, DataError) as error:
+                    raise _Unusable(f"sha256 mismatch (got {digest[:12]}..., want {sha256})")
+            except (_Unusable, DataError) as error:
                 reason = str(error).removeprefix(f"{location}: ")
                 log.warning("%s: %s", location, reason)
                 failures.append(f"{location}: {reason}")
@@ -153,6 +224,11 @@ def fetch(
     raise DataError(f"could not fetch {name}: {tried}")
 
 
+def _compressed_bound(max_bytes: int | None) -> int | None:
+    # Gzip grows incompressible data by at most 5 bytes per 16 KiB block plus its header.
+    return None if max_bytes is None else max_bytes + max_bytes // 2048 + 1024
+
+
 def _location(source: str, name: str) -> str:
     """The URL or path of file `name` at `source`."""
     if "://" in source:
@@ -160,63 +236,90 @@ def _location(source: str, name: str) -> str:
     return str(Path(source) / name)
 
 
-def _with_retries(read: Callable[[], bytes], retries: int, backoff: float) -> bytes:
-    """Call `read` up to `retries` times, sleeping backoff * 2**attempt after a transient fault."""
-    for attempt in range(retries):
-        try:
-            return read()
-        except _Transient as error:
-            if attempt == retries - 1:
-                suffix = f" (after {retries} attempts)" if retries > 1 else ""
-                raise _Transient(f"{error}{suffix}") from None
-            log.warning("%s; retrying in %.1f s", error, backoff * 2**attempt)
-            time.sleep(backoff * 2**attempt)
-    raise _Permanent("no attempts made (retries must be >= 1)")
-
-
-def _read(location: str, timeout: float, session: requests.Session) -> bytes:
-    """The bytes at `location`; raise _Transient or _Permanent with a short reason."""
+def _read(location: str, timeout: float, session: requests.Session, bound: int | None) -> bytes:
+    """The bytes at `location`, at most `bound` of them; raise _Unusable with a short reason."""
     scheme = urlparse(location).scheme if "://" in location else ""
     if scheme in ("http", "https"):
-        return _read_http(location, timeout, session)
+        return _read_http(location, timeout, session, bound)
     if scheme not in ("", "file"):
-        raise _Permanent(f"unsupported URL scheme {scheme!r} (use http, https, file or a folder)")
+        raise _Unusable(f"unsupported URL scheme {scheme!r} (use http, https, file or a folder)")
     path = Path(unquote(urlparse(location).path)) if scheme == "file" else Path(location)
     try:
-        return path.read_bytes()
+        with path.open("rb") as file:
+            if bound is not None and os.fstat(file.fileno()).st_size > bound:
+                raise _Unusable(_too_big(bound))
+            data = file.read() if bound is None else file.read(bound + 1)
     except FileNotFoundError:
-        raise _Permanent("no such file") from None
+        raise _Unusable("no such file") from None
     except OSError as error:
-        raise _Permanent(f"cannot read ({error.strerror})") from None
+        raise _Unusable(f"cannot read ({error.strerror})") from None
+    if bound is not None and len(data) > bound:
+        raise _Unusable(_too_big(bound))
+    return data
 
 
-def _read_http(url: str, timeout: float, session: requests.Session) -> bytes:
-    """Download `url` in chunks behind a progress bar."""
+def _too_big(bound: int) -> str:
+    return f"larger than {bound:,} bytes, more than data.max_idx_bytes allows"
+
+
+def _read_http(url: str, timeout: float, session: requests.Session, bound: int | None) -> bytes:
+    """Download `url` behind a progress bar; the session's policy also retries a cut body."""
+    policy = session.get_adapter(url).max_retries
+    while True:
+        try:
+            return _download(url, timeout, session, bound)
+        except requests.exceptions.ChunkedEncodingError as error:
+            # urllib3 retries only until the headers arrive; a body cut short after them is
+            # retried here under the same policy (count and backoff).
+            try:
+                policy = policy.increment("GET", url, error=ProtocolError(str(error)))
+            except (MaxRetryError, ProtocolError):  # ProtocolError: a policy without retries
+                raise _Unusable(f"connection dropped mid-body{_attempts(session, url)}") from None
+            policy.sleep()
+
+
+def _attempts(session: requests.Session, url: str) -> str:
+    """` (after N attempts)` when the session's policy made more than one."""
+    total = session.get_adapter(url).max_retries.total
+    return f" (after {total + 1} attempts)" if isinstance(total, int) and total > 0 else ""
+
+
+def _download(url: str, timeout: float, session: requests.Session, bound: int | None) -> bytes:
     try:
         with session.get(url, stream=True, timeout=timeout) as response:
-            if response.status_code >= 500:
-                raise _Transient(f"HTTP {response.status_code}")
             if response.status_code >= 400:
-                raise _Permanent(f"HTTP {response.status_code}")
+                retried = _attempts(session, url) if response.status_code >= 500 else ""
+                raise _Unusable(f"HTTP {response.status_code}{retried}")
             length = response.headers.get("Content-Length", "")
             total = int(length) if length.isdigit() else None
-            name = url.rsplit("/", 1)[-1]
+            if bound is not None and total is not None and total > bound:
+                raise _Unusable(_too_big(bound))
             body = bytearray()
             with tqdm(
-                total=total, unit="B", unit_scale=True, desc=name, disable=None, leave=False
+                total=total,
+                unit="B",
+                unit_scale=True,
+                desc=url.rsplit("/", 1)[-1],
+                disable=None,
+                leave=False,
             ) as bar:
                 for chunk in response.iter_content(CHUNK_BYTES):
                     body.extend(chunk)
                     bar.update(len(chunk))
+                    if bound is not None and len(body) > bound:
+                        raise _Unusable(_too_big(bound))
             return bytes(body)
+    except requests.exceptions.ChunkedEncodingError:
+        raise
     except requests.Timeout:
-        raise _Transient(f"timed out after {timeout:g} s") from None
-    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as error:
+        raise _Unusable(f"timed out after {timeout:g} s{_attempts(session, url)}") from None
+    except requests.ConnectionError as error:
         if "timed out" in str(error):
-            raise _Transient(f"timed out after {timeout:g} s") from None
-        raise _Transient(f"connection failed ({type(error).__name__})") from None
+            raise _Unusable(f"timed out after {timeout:g} s{_attempts(session, url)}") from None
+        reason = type(error).__name__
+        raise _Unusable(f"connection failed ({reason}){_attempts(session, url)}") from None
     except requests.RequestException as error:
-        raise _Permanent(f"request failed ({type(error).__name__})") from None
+        raise _Unusable(f"request failed ({type(error).__name__})") from None
 
 
 # ---------------------------------------------------------------------------- raw data set

@@ -17,20 +17,35 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import mlflow
 import numpy as np
 import pandas as pd
 import requests
 from filelock import FileLock
 from matplotlib.figure import Figure
-from mlflow.entities import RunStatus
-from mlflow.tracking import MlflowClient
 
 from pipeline.config import TrackingConfig
 from pipeline.errors import TrackingError
 from pipeline.paths import MLFLOW_DIR, ROOT
 
+# No usage reports from an offline pipeline: MLflow starts its telemetry client when imported.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+import mlflow  # noqa: E402 - after the telemetry switch above
+from mlflow.entities import RunStatus  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
 log = logging.getLogger(__name__)
+# MLflow logs each store error with its traceback before raising it; we report it as one line.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+
+# What a SQLite store's (or a full disk's) error text means, for the one-line report.
+_STORE_FAULTS = {
+    "readonly database": "the store is read-only",
+    "database is locked": "the store is locked by another process",
+    "database or disk is full": "the disk is full",
+    "no space left on device": "the disk is full",
+    "unable to open database file": "the store file cannot be opened",
+}
 
 # MLflow caps one param value at 6000 characters and one batch at 100 params.
 _PARAM_VALUE_LIMIT = 6000
@@ -103,8 +118,17 @@ def _experiment_id(name: str, artifact_location: str | None) -> str:
 
 
 def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0] if text else ''}"[:500]
+    """The cause of `error` in one line: a known store fault by name, else its first line."""
+    chain = [error]
+    while (inner := chain[-1].__cause__ or chain[-1].__context__) and inner not in chain:
+        chain.append(inner)
+    text = " ".join(str(e) for e in chain).lower()
+    for needle, cause in _STORE_FAULTS.items():
+        if needle in text:
+            return f"{cause}: {needle}"
+    root = chain[-1]
+    lines = str(root).strip().splitlines()
+    return f"{type(root).__name__}: {lines[0] if lines else ''}"[:500]
 
 
 class TrackedRun:
@@ -259,7 +283,7 @@ def start_run(
     status = "FAILED"
     try:
         yield tracked
-        status = "FINISHED"
+        status = "FAILED" if tracked.failures else "FINISHED"  # a run missing data is no success
     except KeyboardInterrupt:
         status = "KILLED"
         raise

@@ -8,6 +8,7 @@ import hashlib
 import http.server
 import os
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline import data as pdata
 from pipeline import paths
 from pipeline.config import DataFile, DataFiles, Params, load_params
 from pipeline.data import (
@@ -313,7 +313,7 @@ def test_fetch_http_retries_5xx_with_exponential_backoff(
 ) -> None:
     plain, digest = labels_file
     pauses: list[float] = []
-    monkeypatch.setattr(pdata.time, "sleep", pauses.append)
+    monkeypatch.setattr(time, "sleep", pauses.append)
     assert fetch("labels.gz", digest, [mirror.prefix("flaky")], 2.0, 3, 0.5) == plain
     assert mirror.hits["/flaky/labels.gz"] == 2 and pauses == [0.5]
 

@@ -1,7 +1,7 @@
 """Download the four MNIST IDX files and store them decompressed and checksum-verified.
 
-Reads: params data.* (mirrors, files with sha256, timeout, retries, backoff); $MNIST_MIRROR, a
-local folder or URL prefix tried before the mirrors.
+Reads: params data.* (mirrors, files with sha256, timeout, retries, backoff, max_idx_bytes);
+$MNIST_MIRROR, a local folder or URL prefix tried before the mirrors.
 Writes: data/raw/<name without .gz> for each of the four files, each written atomically.
 """
 
@@ -32,6 +32,7 @@ def main(params: Params) -> None:
             timeout=data.timeout_seconds,
             retries=data.retries,
             backoff=data.backoff_seconds,
+            max_bytes=data.max_idx_bytes,
         )
         target = paths.RAW_DIR / raw_name(file.name)
         write_bytes(target, content)

@@ -82,6 +82,8 @@ def main(params: Params, name: str) -> None:
         **metrics.calibration_summary(y_test, probabilities),
     }
 
+    # Every figure is drawn before the first write: a fault there leaves the last outputs whole.
+    figures = _figures(name, cm, dataset, predicted, probabilities, config.grid_size, params.seed)
     out = paths.model_reports(name)
     io.write_json(out / "metrics.json", results)
     io.write_text(out / "per_digit.csv", table.to_csv(index=False))
@@ -91,7 +93,6 @@ def main(params: Params, name: str) -> None:
     io.write_text(out / "top_confusions.csv", top_frame.to_csv(index=False))
     predictions = pd.DataFrame({"actual": y_test, "predicted": predicted})
     io.write_text(out / "predictions.csv", predictions.to_csv(index=False))
-    figures = _figures(name, cm, dataset, predicted, probabilities, config.grid_size, params.seed)
     for file_name, figure in figures.items():
         io.save_figure(out / "figures" / file_name, figure)
     log.info(

@@ -95,6 +95,7 @@ def main(params: Params, name: str) -> None:
         if params.tracking.log_model:
             run.log_keras_model(model, dataset["x_val"][:5])
     checkpoint.clear()
+    # A store fault exits 1 after the outputs are written: DVC records nothing; a rerun relogs.
     run.raise_failures()
 
 

@@ -1,0 +1,349 @@
+"""Faults of a careless or hostile user: a failed stage keeps its last good outputs under
+`dvc repro`, a gzip bomb fails in one line with bounded memory, a read-only, locked or full
+tracking store is named in one line, and neither DVC nor MLflow reports usage from a run."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from pipeline import tracking
+from pipeline.config import TrackingConfig
+from pipeline.data import decompress
+from pipeline.entry import exit_code
+from pipeline.errors import DataError, TrackingError
+from tests.conftest import copy_repo, pipeline_env, run, write_small_params
+
+CONFIG = TrackingConfig(experiment="faults", registered_model="faults-model", log_model=False)
+TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
+MNIST_IMAGES_HEADER = bytes([0, 0, 0x08, 3]) + b"".join(
+    size.to_bytes(4, "big") for size in (60000, 28, 28)
+)
+MNIST_IMAGES_BYTES = len(MNIST_IMAGES_HEADER) + 60000 * 28 * 28
+# Variables under which DVC or MLflow stay quiet on their own (a test run, CI): a user has none.
+QUIETING = (
+    "PYTEST_CURRENT_TEST",
+    "CI",
+    "GITHUB_ACTIONS",
+    "GITLAB_CI",
+    "JENKINS_URL",
+    "TRAVIS",
+    "BUILDKITE",
+    "DVC_TEST",
+    "DVC_NO_ANALYTICS",
+    "DO_NOT_TRACK",
+    "MLFLOW_DISABLE_TELEMETRY",
+    "XDG_CONFIG_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_DATA_HOME",
+)
+# Runs the command in argv; prints its peak RSS (KiB on Linux) and exit code.
+PEAK_RSS = (
+    "import resource, subprocess, sys; "
+    "code = subprocess.run(sys.argv[1:]).returncode; "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, code)"
+)
+MODEL_OUTPUTS = (
+    "models/tiny_mlp.keras",
+    "reports/models/tiny_mlp/history.csv",
+    "reports/models/tiny_mlp/train.json",
+    "dvc.lock",
+)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def user_env(home: Path, **extra: str) -> dict[str, str]:
+    """A stage's environment as a user has it: HOME in `home`, nothing that silences reporting."""
+    env = pipeline_env(HOME=str(home), **extra)
+    for name in QUIETING:
+        env.pop(name, None)
+    return env
+
+
+def one_error_line(done: subprocess.CompletedProcess[str] | str, *expected: str) -> str:
+    """The one `error: ` line of a failed command's stderr (no traceback); it holds `expected`."""
+    stderr = done if isinstance(done, str) else done.stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    for text in expected:
+        assert text in errors[0], errors[0]
+    return errors[0]
+
+
+def set_param(repo: Path, dotted: str, value: object) -> bytes:
+    """Set one dotted key in the copy's params.yaml; return the old bytes."""
+    old = (repo / "params.yaml").read_bytes()
+    params = yaml.safe_load(old)
+    *parents, last = dotted.split(".")
+    node = params
+    for key in parents:
+        node = node[key]
+    node[last] = value
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return old
+
+
+def snapshot(repo: Path, names: tuple[str, ...] | list[str]) -> dict[str, str]:
+    return {name: hashlib.sha256((repo / name).read_bytes()).hexdigest() for name in names}
+
+
+def write_gzip_bomb(path: Path, zero_bytes: int) -> None:
+    """MNIST's train-images header, then `zero_bytes` zeros, gzipped as repeated 1 MiB members:
+    a 2 MB file that inflates to gigabytes, written without holding them."""
+    member = gzip.compress(bytes(1 << 20), compresslevel=9)
+    with path.open("wb") as file:
+        file.write(gzip.compress(MNIST_IMAGES_HEADER))
+        for _ in range(zero_bytes >> 20):
+            file.write(member)
+
+
+@contextmanager
+def exclusive(database: Path) -> Iterator[None]:
+    """Hold an exclusive SQLite transaction on `database`, as another process would."""
+    holder = sqlite3.connect(database, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        yield
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+
+
+# ---------------------------------------------------------------------------- a repository copy
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
+    """A copy with tiny params and no public mirrors (a fault must not reach the network)."""
+    repo = copy_repo(tmp_path_factory.mktemp("faults") / "repo")
+    write_small_params(repo, train_limit=600, data={"mirrors": []}, tracking={"log_model": False})
+    return repo
+
+
+@pytest.fixture(scope="module")
+def trained(repo: Path, home: Path) -> Path:
+    """The copy after a good `dvc repro` of download, preprocess and the tiny MLP's training."""
+    run(["dvc", "repro", "train_mlp@tiny_mlp"], repo, user_env(home))
+    return repo
+
+
+# ---------------------------------------------------------------------------- DVC keeps outputs
+
+
+@pytest.mark.e2e
+def test_a_params_error_under_dvc_repro_keeps_the_last_good_outputs(
+    trained: Path, home: Path
+) -> None:
+    before = snapshot(trained, MODEL_OUTPUTS)
+    old = set_param(trained, "models.mlp.tiny_mlp.dropout", 1.5)
+    try:
+        failed = run(["dvc", "repro", "train_mlp@tiny_mlp"], trained, user_env(home), check=False)
+        status = run(["dvc", "status", "train_mlp@tiny_mlp"], trained, user_env(home))
+    finally:
+        (trained / "params.yaml").write_bytes(old)
+    assert failed.returncode != 0
+    one_error_line(failed, "models.mlp.tiny_mlp.dropout", "1.5")
+    assert snapshot(trained, MODEL_OUTPUTS) == before
+    # DVC recorded nothing and says what changed: the stage is due, not up to date.
+    assert "train_mlp@tiny_mlp" in status.stdout and "models.mlp.tiny_mlp" in status.stdout
+
+
+@pytest.mark.e2e
+def test_wrong_mirror_files_under_forced_repro_keep_data_raw(
+    trained: Path, home: Path, tmp_path: Path
+) -> None:
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    for name in yaml.safe_load((trained / "params.yaml").read_text())["data"]["files"].values():
+        (wrong / name["name"]).write_bytes(gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 2, 7, 7])))
+    raw = sorted(str(p.relative_to(trained)) for p in (trained / "data" / "raw").iterdir())
+    assert len(raw) == 4
+    before = snapshot(trained, [*raw, "dvc.lock"])
+    failed = run(
+        ["dvc", "repro", "-f", "download"],
+        trained,
+        user_env(home, MNIST_MIRROR=str(wrong)),
+        check=False,
+    )
+    assert failed.returncode != 0
+    one_error_line(failed, f"could not fetch {TRAIN_IMAGES}", "sha256 mismatch")
+    assert snapshot(trained, [*raw, "dvc.lock"]) == before
+    status = run(["dvc", "status", "download"], trained, user_env(home))
+    assert "up to date" in status.stdout
+
+
+@pytest.mark.e2e
+def test_evaluate_recreates_the_run_of_a_training_the_store_could_not_tag(
+    trained: Path, home: Path
+) -> None:
+    client = MlflowClient(tracking_uri=f"sqlite:///{trained / 'mlflow' / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("mnist-pipeline").experiment_id
+    model_sha = hashlib.sha256((trained / "models" / "tiny_mlp.keras").read_bytes()).hexdigest()
+    tagged = f"tags.`pipeline.model_sha256` = '{model_sha}'"
+    [training] = client.search_runs([experiment], filter_string=tagged)
+    client.delete_tag(training.info.run_id, "pipeline.model_sha256")  # as a store fault leaves it
+
+    run(["python", "-m", "pipeline.stages.evaluate", "tiny_mlp"], trained, user_env(home))
+    [evaluated] = client.search_runs([experiment], filter_string=tagged)
+    assert evaluated.info.run_id != training.info.run_id
+    assert evaluated.data.tags["pipeline.model"] == "tiny_mlp"
+    assert "test_accuracy" in evaluated.data.metrics
+
+
+# ---------------------------------------------------------------------------- privacy
+
+
+@pytest.mark.e2e
+def test_no_usage_reports_or_ids_in_the_home_folder(trained: Path, home: Path) -> None:
+    words = ("mlflow", "dvc", "iterative", "telemetry", "analytics")
+    found = [
+        str(path.relative_to(home))
+        for path in home.rglob("*")
+        if any(word in str(path.relative_to(home)).lower() for word in words)
+    ]
+    assert found == []
+    # Those switches are what kept them away: without them both would report here.
+    probe = (
+        "import sys, dvc.analytics, mlflow.telemetry.utils as t; "
+        "print(dvc.analytics.is_enabled(), t.is_telemetry_disabled())"
+    )
+    outside = run([sys.executable, "-c", probe], home, user_env(home)).stdout.split()
+    assert outside == ["True", "False"]
+    ours = "import pipeline.tracking; " + probe
+    inside = run([sys.executable, "-c", ours], trained, user_env(home)).stdout.split()
+    assert inside == ["False", "True"]
+
+
+# ---------------------------------------------------------------------------- bounded inputs
+
+
+def test_decompress_refuses_a_header_declaring_more_than_the_limit() -> None:
+    with pytest.raises(DataError) as caught:
+        decompress(gzip.compress(MNIST_IMAGES_HEADER), "m/f.gz", max_bytes=10_000_000)
+    assert str(caught.value) == (
+        f"m/f.gz: IDX header declares {MNIST_IMAGES_BYTES:,} bytes, "
+        "more than data.max_idx_bytes (10,000,000)"
+    )
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_decompress_refuses_content_beyond_the_declared_size_or_the_limit(packed: bool) -> None:
+    labels = bytes([0, 0, 8, 1, 0, 0, 0, 3, 1, 2, 3])
+    wrap = gzip.compress if packed else bytes
+    assert decompress(wrap(labels), "f", max_bytes=100) == labels
+    with pytest.raises(DataError, match=r"^f: holds more than the 11 bytes its IDX header decl"):
+        decompress(wrap(labels + bytes(50)), "f", max_bytes=100)
+    with pytest.raises(DataError, match=r"^f: holds more than data.max_idx_bytes \(20 bytes\)$"):
+        decompress(wrap(b"\x01" * 30), "f", max_bytes=20)  # no IDX header to go by
+
+
+def test_a_gzip_bomb_mirror_fails_in_one_line_under_1_gib(repo: Path, tmp_path: Path) -> None:
+    bombs = tmp_path / "bombs"
+    bombs.mkdir()
+    write_gzip_bomb(bombs / TRAIN_IMAGES, zero_bytes=2 << 30)  # inflates to 2 GiB
+    assert (bombs / TRAIN_IMAGES).stat().st_size < 4 << 20
+    raw = sorted(str(path.relative_to(repo)) for path in (repo / "data" / "raw").glob("*"))
+    before = snapshot(repo, raw)
+    # A small parent forks the stage: a child forked from pytest would count pytest's memory.
+    done = run(
+        [sys.executable, "-c", PEAK_RSS, sys.executable, "-m", "pipeline.stages.download"],
+        repo,
+        pipeline_env(MNIST_MIRROR=str(bombs)),
+        check=False,
+    )
+    peak_kib, returncode = map(int, done.stdout.split()[-2:])
+    peak = peak_kib * 1024
+    print(f"gzip bomb: peak RSS {peak / 2**20:.0f} MiB")
+    assert returncode == 1
+    one_error_line(
+        done,
+        f"could not fetch {TRAIN_IMAGES}",
+        f"holds more than the {MNIST_IMAGES_BYTES:,} bytes its IDX header declares",
+    )
+    assert peak < 1 << 30
+    assert snapshot(repo, raw) == before  # data/raw as it was (absent, or a good download)
+
+
+# ---------------------------------------------------------------------------- tracking store
+
+
+@pytest.fixture()
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A SQLite store holding the experiment, named by MLFLOW_TRACKING_URI; its database file."""
+    database = tmp_path / "mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{database}")
+    tracking.connect(CONFIG)
+    return database
+
+
+def test_a_read_only_store_is_named_in_one_line(
+    store: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Opened read-only as SQLite opens a read-only file (chmod does not stop root).
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///file:{store}?mode=ro&uri=true")
+
+    def work() -> None:
+        with tracking.start_run(tracking.connect(CONFIG), "read-only", {}):
+            pass
+
+    capfd.readouterr()
+    assert exit_code(work) == 1
+    one_error_line(capfd.readouterr().err, "cannot open a run", "read-only", "readonly database")
+
+
+def test_a_locked_store_is_named_in_one_line(
+    store: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}?timeout=0.2")
+    capfd.readouterr()
+    with exclusive(store):
+        assert exit_code(lambda: tracking.connect(CONFIG)) == 1
+    one_error_line(capfd.readouterr().err, str(store), "locked by another process")
+
+
+def test_a_store_locked_mid_run_fails_the_run_with_one_line(
+    store: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}?timeout=0.2")
+    experiment = tracking.connect(CONFIG)
+    capfd.readouterr()
+    with tracking.start_run(experiment, "locked", {}) as run:
+        run.log_metrics({"loss": 0.5}, step=1)
+        with exclusive(store):
+            run.log_metrics({"loss": 0.25}, step=2)
+    assert tracking.run_status(run.run_id) == "FAILED"  # not FINISHED with a metric missing
+    assert exit_code(run.raise_failures) == 1
+    one_error_line(capfd.readouterr().err, "log_metrics step 2", "locked by another process")
+
+
+def test_a_full_disk_is_named(tmp_path: Path) -> None:
+    database = sqlite3.connect(tmp_path / "small.db")
+    database.execute("PRAGMA max_page_count = 4")  # SQLite's own "disk is full" beyond 4 pages
+    database.execute("CREATE TABLE t (x BLOB)")
+    with pytest.raises(sqlite3.OperationalError) as full:
+        database.executemany("INSERT INTO t VALUES (?)", [(np.zeros(4096).tobytes(),)] * 8)
+    try:
+        raise MlflowException("(sqlite3.OperationalError) ...\n[SQL: INSERT ...]") from full.value
+    except MlflowException as wrapped:
+        error = TrackingError(f"MLflow store: {tracking._one_line(wrapped)}")
+    assert str(error) == "MLflow store: the disk is full: database or disk is full"
