@@ -1,7 +1,7 @@
 """PNG screenshots of the MLflow UI for the docs: the runs list, the champion's confusion matrix,
 the comparison of the model runs and the metric charts.
 
-    python -m pipeline.screenshots [--out docs] [--port N]
+    python -m tools.screenshots [--out docs] [--port N]
 
 Starts `mlflow ui` on 127.0.0.1 against the embedded store (as `make ui` does), finds the ids it
 needs through the server's REST API (only tracking.py imports mlflow) and drives headless Chromium

@@ -1,4 +1,4 @@
-"""Tests of pipeline.screenshots: the UI routes, the id look-up over REST, the expected faults."""
+"""Tests of tools.screenshots: the UI routes, the id look-up over REST, the expected faults."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pytest
 from mlflow.tracking import MlflowClient
 
-from pipeline import paths, screenshots
+from pipeline import paths
 from pipeline.errors import PipelineError
-from tests.conftest import mlflow_server
+from tests.support import mlflow_server
+from tools import screenshots
 
 TARGETS = screenshots.Targets(
     experiment_id="7",
