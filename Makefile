@@ -31,11 +31,11 @@ lint: setup
 format: setup
 	$(VENV)/bin/ruff format pipeline tests tools && $(VENV)/bin/ruff check --fix pipeline tests tools
 
-ui: setup  ## MLflow UI on http://127.0.0.1:5000 against the embedded store
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow/mlflow.db) \
-	    --default-artifact-root $(abspath mlflow/artifacts) --host $(HOST) --port $(PORT)
+ui: setup  ## MLflow UI on http://127.0.0.1:5000 against the embedded store (pipeline/paths.py)
+	$(VENV)/bin/mlflow ui --host $(HOST) --port $(PORT) $$($(PY) -c 'from pipeline import paths; \
+	    print(f"--backend-store-uri sqlite:///{paths.MLFLOW_DB} --default-artifact-root {paths.MLFLOW_ARTIFACTS}")')
 
-screenshots: setup  ## MLflow UI screenshots in docs/ (runs, confusion matrix, compare, charts)
+screenshots: setup  ## MLflow UI screenshots in docs/ (runs, confusion matrix, compare, charts; needs /usr/bin/chromium)
 	$(PY) -m tools.screenshots --out docs
 
 bench: setup  ## the benchmark (7-10 minutes on 2 idle cores); writes bench.json

@@ -3,69 +3,52 @@ the comparison of the model runs and the metric charts.
 
     python -m tools.screenshots [--out docs] [--port N]
 
-Starts `mlflow ui` on 127.0.0.1 against the embedded store (as `make ui` does), finds the ids it
-needs through the server's REST API (only tracking.py imports mlflow) and drives headless Chromium
-over the DevTools protocol. Each page is captured once its own content is there and the page has
-stopped changing: Chromium's `--screenshot` fires on a virtual-time budget, which caught the
-artifact tree's JavaScript slide animation half-way in some runs and not in others.
+Serves the embedded store with `mlflow server` on 127.0.0.1 (as `make ui` does), finds the ids it
+needs through pipeline.tracking (the only module that imports mlflow) and drives the system's
+headless Chromium with Playwright. Each page is captured once its own content is there and its
+DOM has stopped changing, with CSS animations disabled: the artifact tree's JavaScript slide
+animation was caught half-way in some runs when the capture fired on a timer.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import fcntl
 import json
-import os
-import select
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
-import requests
-
 from pipeline import io, paths
-from pipeline.config import load_params
 from pipeline.entry import exit_code, handle_sigterm
 from pipeline.errors import PipelineError
 
 CHAMPION_ALIAS = "champion"
 CONFUSION_FIGURES = ("evaluation/figures/confusion_errors.png", "evaluation/figures/confusion.png")
+CHROMIUM = "/usr/bin/chromium"
 WIDTH = 1600
 HEIGHT = 1000
 CONFUSION_HEIGHT = 1200  # the whole matrix, colour bar and axis labels below the run header
-SERVER_START_SECONDS = 120
 PAGE_SECONDS = 90
-POLL_SECONDS = 0.25
+POLL_MS = 250
 STABLE_POLLS = 4  # the page counts as rendered when its DOM is unchanged for this many polls
-CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--hide-scrollbars", f"--window-size={WIDTH},{HEIGHT}", "--remote-debugging-pipe",
-)  # fmt: skip
 # Columns of the runs list besides the run name, creation time and duration.
 RUN_COLUMNS = (
     "attributes.`Models`", "metrics.`test_accuracy`", "metrics.`parameters`",
     "metrics.`train_seconds`", "tags.`pipeline.kind`",
 )  # fmt: skip
-# A hash of the page's DOM once `ready` holds, else null.
-SNAPSHOT_JS = """(() => {
-  if (!(%s)) return null;
+# True once `ready` has held and the DOM has not changed for STABLE_POLLS polls in a row.
+SETTLED_JS = """() => {
+  if (!(%s)) { window.__settled = 0; return false; }
   const html = document.body.innerHTML;
-  let hash = 0;
-  for (let i = 0; i < html.length; i++) hash = (hash * 31 + html.charCodeAt(i)) | 0;
-  return hash;
-})()"""
+  window.__settled = html === window.__lastHtml ? (window.__settled || 0) + 1 : 0;
+  window.__lastHtml = html;
+  return window.__settled >= %d;
+}"""
 
 
 @dataclass(frozen=True)
@@ -89,7 +72,7 @@ class Shot:
 
 @dataclass(frozen=True)
 class Targets:
-    """The ids the screenshots show, read from the tracking server."""
+    """The ids the screenshots show, read from the tracking store."""
 
     experiment_id: str
     champion_run_id: str
@@ -97,135 +80,31 @@ class Targets:
     confusion_path: str
 
 
-# ---------------------------------------------------------------- the MLflow server and its API
+# ---------------------------------------------------------------- the ids, from the store
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def find_targets(experiment: str, registered_model: str) -> Targets:
+    """The experiment, the champion's run, the model runs of the newest report and its figure,
+    from the store pipeline.tracking names (MLFLOW_TRACKING_URI, else the embedded one)."""
+    from pipeline import tracking
 
-
-@contextmanager
-def mlflow_ui(port: int, log_path: Path) -> Iterator[str]:
-    """Run `mlflow ui` on 127.0.0.1:`port` against the embedded store; yield its URL."""
-    database = paths.MLFLOW_DIR / "mlflow.db"
-    if not database.is_file():
-        raise PipelineError(f"{database}: no MLflow store yet; run `dvc repro` first")
-    command = [
-        str(Path(sys.executable).parent / "mlflow"), "ui",
-        "--backend-store-uri", f"sqlite:///{database}",
-        "--default-artifact-root", str(paths.MLFLOW_DIR / "artifacts"),
-        "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-    ]  # fmt: skip
-    # No job runner (eight more processes that only slow the boot down), and no UI telemetry:
-    # the browser talks to 127.0.0.1 only.
-    environment = {
-        **os.environ,
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-    }
-    with log_path.open("wb") as log:
-        # Its own process group: the server runs uvicorn as a child, stopped together.
-        process = subprocess.Popen(
-            command, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_until_healthy(url, process, log_path)
-        yield url
-    finally:
-        _stop(process)
-
-
-def _wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(POLL_SECONDS)
-    state = (
-        "exited" if process.poll() is not None else f"not healthy after {SERVER_START_SECONDS} s"
-    )
-    raise PipelineError(f"mlflow ui on {url} {state}: {_last_line(log_path)}")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Terminate the process group of `process` and wait for it (SIGKILL if it lingers)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(timeout=20)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
-def _last_line(log_path: Path) -> str:
-    lines = log_path.read_text(errors="replace").strip().splitlines()
-    return lines[-1] if lines else "(no output)"
-
-
-def _api(url: str, endpoint: str, query: dict[str, str] | None = None, body: Any = None) -> Any:
-    """GET (or with `body`, POST) an MLflow REST endpoint; None if the resource does not exist."""
-    address = f"{url}/api/2.0/mlflow/{endpoint}"
-    try:
-        if body is None:
-            response = requests.get(address, params=query, timeout=30)
-        else:
-            response = requests.post(address, json=body, timeout=30)
-    except requests.RequestException as error:
-        raise PipelineError(f"{address}: {type(error).__name__}") from None
-    if response.status_code == 404:
-        return None
-    if not response.ok:
-        raise PipelineError(f"{address}: HTTP {response.status_code} {response.text[:200]}")
-    return response.json()
-
-
-def _tags(entity: dict[str, Any]) -> dict[str, str]:
-    return {tag["key"]: tag["value"] for tag in entity.get("tags", [])}
-
-
-def find_targets(url: str, experiment: str, registered_model: str) -> Targets:
-    """The experiment, the champion's run, the model runs of the newest report and its figure."""
-    found = _api(url, "experiments/get-by-name", {"experiment_name": experiment})
-    if found is None:
+    experiment_id = tracking.find_experiment(experiment)
+    if experiment_id is None:
         raise PipelineError(f"no MLflow experiment {experiment!r} yet; run `dvc repro` first")
-    experiment_id = found["experiment"]["experiment_id"]
-
-    alias = {"name": registered_model, "alias": CHAMPION_ALIAS}
-    version = _api(url, "registered-models/alias", alias)
-    if version is None:
+    champion_run_id = tracking.alias_run(registered_model, CHAMPION_ALIAS)
+    if champion_run_id is None:
         raise PipelineError(
             f"no registered model {registered_model}@{CHAMPION_ALIAS} yet; run `dvc repro` first"
         )
-    champion = version["model_version"]
-    champion_run_id = _tags(champion).get("pipeline.run_id") or champion["run_id"]
-
     # The report stage tags its run with the run id of every model it compared.
-    search = {
-        "experiment_ids": [experiment_id],
-        "filter": "tags.`pipeline.stage` = 'report'",
-        "order_by": ["attributes.start_time DESC"],
-        "max_results": 1,
-    }
-    reports = _api(url, "runs/search", body=search).get("runs", [])
-    report_tags = _tags(reports[0]["data"]) if reports else {}
+    report = tracking.find_run(experiment_id, {"pipeline.stage": "report"})
+    report_tags = tracking.run_tags(report) if report else {}
     model_run_ids = [v for k, v in sorted(report_tags.items()) if k.startswith("pipeline.run.")]
     if champion_run_id not in model_run_ids:
         model_run_ids.append(champion_run_id)
 
     folder = CONFUSION_FIGURES[0].rsplit("/", 1)[0]
-    listing = _api(url, "artifacts/list", {"run_id": champion_run_id, "path": folder}) or {}
-    logged = {item["path"] for item in listing.get("files", [])}
+    logged = set(tracking.artifact_files(champion_run_id, folder))
     figure = next((path for path in CONFUSION_FIGURES if path in logged), None)
     if figure is None:
         raise PipelineError(
@@ -317,186 +196,91 @@ def shots(url: str, targets: Targets) -> list[Shot]:
 # ---------------------------------------------------------------- headless Chromium
 
 
-class Chromium:
-    """Headless Chromium driven over the DevTools protocol on a pipe (--remote-debugging-pipe).
+def capture(
+    shots: Sequence[Shot], out: Path, storage: dict[str, Any], executable: str = CHROMIUM
+) -> list[Path]:
+    """Open each shot's page with `storage` in its localStorage; write its PNG into `out`."""
+    from playwright.sync_api import Error, sync_playwright
 
-    Chromium reads commands on its fd 3 and writes replies and events on its fd 4, each a JSON
-    message ended by a NUL byte.
-    """
-
-    def __init__(self, executable: str, profile: Path, log_path: Path) -> None:
-        self.log_path = log_path
-        commands_read, self._commands = os.pipe()
-        self._replies, replies_write = os.pipe()
-        self._buffer = b""
-        self._next_id = 0
-        # Chromium's ends, first moved above fd 4 so that neither dup2 below overwrites the other.
-        commands_read, replies_write = _above_four(commands_read), _above_four(replies_write)
-
-        def wire_pipes() -> None:  # runs in the child between fork and exec
-            os.dup2(commands_read, 3)
-            os.dup2(replies_write, 4)
-
-        command = [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"]
+    preferences = "".join(
+        f"localStorage.setItem({json.dumps(key)}, {json.dumps(json.dumps(value))});"
+        for key, value in storage.items()
+    )
+    written = []
+    with sync_playwright() as playwright:
         try:
-            with log_path.open("wb") as log:
-                # close_fds=False keeps fds 3 and 4; every other fd Python opens is close-on-exec.
-                self.process = subprocess.Popen(
-                    command,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    close_fds=False,
-                    preexec_fn=wire_pipes,  # safe: this process runs no other threads
-                    start_new_session=True,
-                )
-        except OSError as error:
-            os.close(self._commands)
-            os.close(self._replies)
-            raise PipelineError(f"{executable}: cannot start ({error.strerror})") from None
+            browser = playwright.chromium.launch(executable_path=executable)
+        except Error as error:
+            raise PipelineError(f"{executable}: cannot start ({_first_line(error)})") from None
+        try:
+            for shot in shots:
+                print(f"{shot.file} <- {shot.url}", file=sys.stderr)
+                try:
+                    image = _screenshot(browser, shot, preferences)
+                except Error as error:
+                    raise PipelineError(f"{shot.url}: {_first_line(error)}") from None
+                io.write_bytes(out / shot.file, image)
+                written.append(out / shot.file)
         finally:
-            os.close(commands_read)
-            os.close(replies_write)
-
-    def close(self) -> None:
-        """Ask Chromium to quit, then make sure it has."""
-        with suppress(PipelineError):
-            self.call("Browser.close", timeout=10)
-        _stop(self.process)
-        os.close(self._commands)
-        os.close(self._replies)
-
-    def call(
-        self, method: str, params: dict[str, Any] | None = None, session: str | None = None,
-        timeout: float = 60,
-    ) -> dict[str, Any]:  # fmt: skip
-        """Send one command and return its result (events that arrive meanwhile are dropped)."""
-        self._next_id += 1
-        message: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
-        if session is not None:
-            message["sessionId"] = session
-        try:
-            os.write(self._commands, json.dumps(message).encode() + b"\0")
-        except BrokenPipeError:
-            raise self._died() from None
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = self._receive(deadline, method)
-            if reply.get("id") == self._next_id:
-                if "error" in reply:
-                    raise PipelineError(f"chromium {method}: {reply['error'].get('message')}")
-                return reply.get("result", {})
-
-    def _receive(self, deadline: float, method: str) -> dict[str, Any]:
-        while b"\0" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise PipelineError(f"chromium did not answer {method} in time")
-            readable, _, _ = select.select([self._replies], [], [], remaining)
-            if readable:
-                chunk = os.read(self._replies, 1 << 20)
-                if not chunk:
-                    raise self._died()
-                self._buffer += chunk
-        message, self._buffer = self._buffer.split(b"\0", 1)
-        return json.loads(message)
-
-    def _died(self) -> PipelineError:
-        return PipelineError(f"chromium exited: {_last_line(self.log_path)}")
-
-    def capture(self, shot: Shot, out: Path, storage: dict[str, Any]) -> None:
-        """Open `shot.url` in a new tab, `storage` in its localStorage; write its PNG to `out`."""
-        target = self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
-        attach = {"targetId": target, "flatten": True}
-        session = self.call("Target.attachToTarget", attach)["sessionId"]
-        try:
-            metrics = {
-                "width": WIDTH,
-                "height": shot.height,
-                "deviceScaleFactor": 1,
-                "mobile": False,
-            }
-            self.call("Emulation.setDeviceMetricsOverride", metrics, session)
-            preferences = "".join(
-                f"localStorage.setItem({json.dumps(key)}, {json.dumps(json.dumps(value))});"
-                for key, value in storage.items()
-            )
-            self.call("Page.enable", {}, session)  # else the script below is not injected
-            self.call("Page.addScriptToEvaluateOnNewDocument", {"source": preferences}, session)
-            self.call("Page.navigate", {"url": shot.url}, session)
-            for action in shot.actions:
-                self._wait_until_rendered(shot.url, _exists(action.selector), session)
-                self._act(action, session)
-            self._wait_until_rendered(shot.url, shot.ready, session)
-            image = self.call("Page.captureScreenshot", {"format": "png"}, session)["data"]
-            io.write_bytes(out, base64.b64decode(image))
-        finally:
-            with suppress(PipelineError):  # Chromium died: the error that said so wins
-                self.call("Target.closeTarget", {"targetId": target})
-
-    def _act(self, action: Action, session: str) -> None:
-        element = f"document.querySelector({json.dumps(action.selector)})"
-        if action.text is None:
-            self.call("Runtime.evaluate", {"expression": f"{element}.click()"}, session)
-        else:  # typed as keyboard input, so the page's own handlers see it
-            self.call("Runtime.evaluate", {"expression": f"{element}.focus()"}, session)
-            self.call("Input.insertText", {"text": action.text}, session)
-
-    def _wait_until_rendered(self, url: str, ready: str, session: str) -> None:
-        """Poll until `ready` holds and the DOM is unchanged over STABLE_POLLS polls."""
-        expression = {"expression": SNAPSHOT_JS % ready, "returnByValue": True}
-        deadline = time.monotonic() + PAGE_SECONDS
-        previous, stable = None, 0
-        while time.monotonic() < deadline:
-            snapshot = self.call("Runtime.evaluate", expression, session)["result"].get("value")
-            stable = stable + 1 if snapshot is not None and snapshot == previous else 0
-            if stable >= STABLE_POLLS:
-                return
-            previous = snapshot
-            time.sleep(POLL_SECONDS)
-        raise PipelineError(f"{url}: the page did not finish rendering in {PAGE_SECONDS} s")
+            browser.close()
+    return written
 
 
-def _above_four(fd: int) -> int:
-    """A duplicate of `fd` numbered 5 or more (close-on-exec), closing `fd`."""
-    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 5)
-    os.close(fd)
-    return moved
+def _screenshot(browser: Any, shot: Shot, preferences: str) -> bytes:
+    """The PNG of one page once its content is there and its DOM has settled."""
+    context = browser.new_context(viewport={"width": WIDTH, "height": shot.height})
+    try:
+        context.set_default_timeout(PAGE_SECONDS * 1000)
+        context.add_init_script(preferences)
+        page = context.new_page()
+        page.goto(shot.url)
+        for action in shot.actions:  # Playwright waits for each element to be actionable
+            element = page.locator(action.selector).first
+            if action.text is None:
+                element.click()
+            else:  # typed as keyboard input, so the page's own handlers see it
+                element.press_sequentially(action.text)
+        page.wait_for_function(SETTLED_JS % (shot.ready, STABLE_POLLS), polling=POLL_MS)
+        return page.screenshot(animations="disabled")
+    finally:
+        context.close()
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 # ---------------------------------------------------------------- the CLI
 
 
 def take_screenshots(out: Path, port: int) -> list[Path]:
-    """Start the UI and Chromium, capture every page into `out`; return the files written."""
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        raise PipelineError("chromium not found on PATH; install it (apt-get install chromium)")
-    tracking = load_params().tracking
-    written = []
-    with tempfile.TemporaryDirectory(prefix="screenshots-") as scratch:
-        folder = Path(scratch)
-        with mlflow_ui(port or free_port(), folder / "mlflow-ui.log") as url:
-            targets = find_targets(url, tracking.experiment, tracking.registered_model)
-            preferences = ui_preferences(targets.experiment_id)
-            (folder / "profile").mkdir()
-            browser = Chromium(executable, folder / "profile", folder / "chromium.log")
-            try:
-                for shot in shots(url, targets):
-                    path = out / shot.file
-                    print(f"{path.name} <- {shot.url}", file=sys.stderr)
-                    browser.capture(shot, path, preferences)
-                    written.append(path)
-            finally:
-                browser.close()
-    return written
+    """Serve the embedded store, capture every page into `out`; return the files written."""
+    if shutil.which(CHROMIUM) is None:
+        raise PipelineError(f"{CHROMIUM} not found; install it (apt-get install chromium)")
+    from pipeline import tracking
+    from pipeline.config import load_params
+    from tests.support import mlflow_server
+
+    if not tracking.store_database().is_file():
+        raise PipelineError(
+            f"{tracking.store_database()}: no MLflow store yet; run `dvc repro` first"
+        )
+    config = load_params().tracking
+    targets = find_targets(config.experiment, config.registered_model)
+    with (
+        tempfile.TemporaryDirectory(prefix="screenshots-") as scratch,
+        mlflow_server(Path(scratch), tracking.store_options(), port) as url,
+    ):
+        return capture(shots(url, targets), out, ui_preferences(targets.experiment_id))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.screenshots", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--out", type=Path, default=paths.ROOT / "docs", help="output folder")
     parser.add_argument("--port", type=int, default=0, help="port of the UI (default: a free one)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     handle_sigterm()  # so that `finally` stops the server
 
     def work() -> None:
