@@ -210,6 +210,11 @@ def write_small_params(
     return written
 
 
+def store_uri(repo: Path) -> str:
+    """The URI of the embedded tracking store of `repo` (a copy of this repository)."""
+    return f"sqlite:///{repo / paths.MLFLOW_DB.relative_to(paths.ROOT)}"
+
+
 # ---------------------------------------------------------------- an MLflow server
 
 

@@ -19,6 +19,7 @@ from tests.support import (
     pipeline_env,
     run,
     stages_run,
+    store_uri,
     write_small_params,
 )
 
@@ -50,7 +51,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def client(repo: Path) -> MlflowClient:
-    return MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    return MlflowClient(tracking_uri=store_uri(repo))
 
 
 def model_runs(client: MlflowClient, name: str) -> list:

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.support import copy_repository, edit_params, pipeline_env, run, write_small_params
+from tests.support import (
+    copy_repository,
+    edit_params,
+    pipeline_env,
+    run,
+    store_uri,
+    write_small_params,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -46,7 +53,7 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], *expected: str
 
 
 def client(repo: Path) -> MlflowClient:
-    return MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    return MlflowClient(tracking_uri=store_uri(repo))
 
 
 def runs_of(repo: Path, name: str) -> list:
