@@ -41,7 +41,7 @@ screenshots: setup  ## MLflow UI screenshots in docs/ (runs, confusion matrix, c
 bench: setup  ## the benchmark (7-10 minutes on 2 idle cores); writes bench.json
 	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m tools.bench --json reports/bench.json
 
-bench-full: setup  ## the benchmark plus a full dvc repro from a clean copy (40-80 minutes on 2 cores)
+bench-full: setup  ## the benchmark plus a full dvc repro from a clean copy (60-80 minutes on 2 cores)
 	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m tools.bench --full --json reports/bench-full.json
 
 results: setup  ## copy reports/results.md (made by the report stage) into README.md

@@ -46,7 +46,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--full",
         action="store_true",
-        help="also time the full dvc repro and its peak memory (~30 min)",
+        help="also time the full dvc repro and its peak memory (60-80 min on 2 cores)",
     )
     parser.add_argument(
         "--repeats",

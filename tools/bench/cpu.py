@@ -124,6 +124,7 @@ class VariantWorker:
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in wait()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tools.bench", "--variant", json.dumps(dict(settings))],
+            cwd=paths.ROOT,  # where `tools` is importable
             env={**os.environ, **env},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

@@ -114,7 +114,8 @@ def tracking_overhead(
         # The process's first fit pays one-off costs (thread pools, kernels, first writes):
         # a short untimed run of each side keeps them out of the first timed repeat.
         log.info("  warm-up of both sides (not timed)")
-        warm = {key: values[: WARMUP_BATCHES * train.batch_size] for key, values in part.items()}
+        splits = ("x_train", "y_train", "x_val", "y_val")
+        warm = {**part, **{key: part[key][: WARMUP_BATCHES * train.batch_size] for key in splits}}
         plain(warm)
         tracked(warm)
         runs = interleave({"plain": plain, "pipeline": tracked}, repeats)
