@@ -26,26 +26,26 @@ test: setup  ## the whole test suite (unit + end-to-end dvc repro on a small sub
 	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m pytest
 
 lint: setup
-	$(VENV)/bin/ruff check pipeline tests && $(VENV)/bin/ruff format --check pipeline tests
+	$(VENV)/bin/ruff check pipeline tests tools && $(VENV)/bin/ruff format --check pipeline tests tools
 
 format: setup
-	$(VENV)/bin/ruff format pipeline tests && $(VENV)/bin/ruff check --fix pipeline tests
+	$(VENV)/bin/ruff format pipeline tests tools && $(VENV)/bin/ruff check --fix pipeline tests tools
 
-ui: setup  ## MLflow UI on http://127.0.0.1:5000 against the embedded store
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(abspath mlflow/mlflow.db) \
-	    --default-artifact-root $(abspath mlflow/artifacts) --host $(HOST) --port $(PORT)
+ui: setup  ## MLflow UI on http://127.0.0.1:5000 against the embedded store (pipeline/paths.py)
+	$(VENV)/bin/mlflow ui --host $(HOST) --port $(PORT) $$($(PY) -c 'from pipeline import paths; \
+	    print(f"--backend-store-uri sqlite:///{paths.MLFLOW_DB} --default-artifact-root {paths.MLFLOW_ARTIFACTS}")')
 
-screenshots: setup  ## MLflow UI screenshots in docs/ (runs, confusion matrix, compare, charts)
-	$(PY) -m pipeline.screenshots --out docs
+screenshots: setup  ## MLflow UI screenshots in docs/ (runs, confusion matrix, compare, charts; needs /usr/bin/chromium)
+	$(PY) -m tools.screenshots --out docs
 
 bench: setup  ## the benchmark (7-10 minutes on 2 idle cores); writes bench.json
-	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m pipeline.bench --json reports/bench.json
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m tools.bench --json reports/bench.json
 
-bench-full: setup  ## the benchmark plus a full dvc repro from a clean copy (40-80 minutes on 2 cores)
-	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m pipeline.bench --full --json reports/bench-full.json
+bench-full: setup  ## the benchmark plus a full dvc repro from a clean copy (60-80 minutes on 2 cores)
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m tools.bench --full --json reports/bench-full.json
 
 results: setup  ## copy reports/results.md (made by the report stage) into README.md
-	$(PY) -m pipeline.readme
+	$(PY) -m tools.readme
 
 clean:
 	rm -rf $(VENV)

@@ -19,7 +19,9 @@ MODEL_REPORTS_DIR = REPORTS_DIR / "models"
 REPORT_FIGURES_DIR = REPORTS_DIR / "figures"
 RESULTS = REPORTS_DIR / "results.md"  # the report stage's table, copied into README.md
 
-MLFLOW_DIR = ROOT / "mlflow"
+MLFLOW_DIR = ROOT / "mlflow"  # the embedded tracking store
+MLFLOW_DB = MLFLOW_DIR / "mlflow.db"
+MLFLOW_ARTIFACTS = MLFLOW_DIR / "artifacts"
 
 
 def model_file(name: str) -> Path:

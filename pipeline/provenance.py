@@ -15,20 +15,14 @@ _NOT_SOURCE = {"dvc.lock"}
 
 def file_md5(path: Path) -> str:
     """MD5 of a file's bytes: the hash DVC records for a single-file output."""
-    digest = hashlib.md5()  # noqa: S324 - not for security; it is DVC's content hash
     with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "md5").hexdigest()
 
 
 def file_sha256(path: Path) -> str:
     """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
     with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _git(*args: str) -> str | None:

@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 
 from pipeline.config import TrackingConfig
 from pipeline.errors import TrackingError
-from pipeline.paths import MLFLOW_DIR, ROOT
+from pipeline.paths import MLFLOW_ARTIFACTS, MLFLOW_DB, MLFLOW_DIR, ROOT
 
 # No usage reports from an offline pipeline: MLflow starts its telemetry client when imported.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -66,6 +66,24 @@ def store_dir() -> Path:
     return workspace_root() / MLFLOW_DIR.relative_to(ROOT)
 
 
+def store_database() -> Path:
+    """The embedded store's SQLite file."""
+    return workspace_root() / MLFLOW_DB.relative_to(ROOT)
+
+
+def store_artifacts() -> Path:
+    """The embedded store's artifact folder."""
+    return workspace_root() / MLFLOW_ARTIFACTS.relative_to(ROOT)
+
+
+def store_options() -> list[str]:
+    """The `mlflow server` / `mlflow ui` options that serve the embedded store."""
+    return [
+        "--backend-store-uri", f"sqlite:///{store_database()}",
+        "--default-artifact-root", str(store_artifacts()),
+    ]  # fmt: skip
+
+
 def tracking_uri() -> str:
     """`MLFLOW_TRACKING_URI` if set, else the embedded SQLite store of the workspace."""
     return os.environ.get("MLFLOW_TRACKING_URI", "").strip() or _embedded_uri()
@@ -73,7 +91,7 @@ def tracking_uri() -> str:
 
 def _embedded_uri() -> str:
     # A generous SQLite busy timeout: parallel queued experiments write to the same file.
-    return f"sqlite:///{store_dir() / 'mlflow.db'}?timeout=60"
+    return f"sqlite:///{store_database()}?timeout=60"
 
 
 def _check_reachable(uri: str) -> None:
@@ -97,11 +115,10 @@ def connect(config: TrackingConfig) -> str:
         # Only the embedded store keeps its artifacts in the workspace; a store named by
         # MLFLOW_TRACKING_URI (also another SQLite file) keeps MLflow's own artifact default.
         if uri == _embedded_uri():
-            store = store_dir()
-            (store / "artifacts").mkdir(parents=True, exist_ok=True)
+            store_artifacts().mkdir(parents=True, exist_ok=True)
             # One process at a time creates the schema and the experiment.
-            with FileLock(store / ".init.lock", timeout=300):
-                return _experiment_id(config.experiment, (store / "artifacts").as_uri())
+            with FileLock(store_dir() / ".init.lock", timeout=300):
+                return _experiment_id(config.experiment, store_artifacts().as_uri())
         return _experiment_id(config.experiment, None)
     except TrackingError:
         raise
@@ -295,7 +312,7 @@ def find_run(experiment_id: str, tags: Mapping[str, str]) -> str | None:
     """The newest run whose tags equal `tags`, or None."""
     clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
     try:
-        runs = MlflowClient().search_runs(
+        runs = MlflowClient(tracking_uri()).search_runs(
             [experiment_id],
             filter_string=clauses,
             order_by=["attributes.start_time DESC"],
@@ -314,6 +331,34 @@ def run_status(run_id: str) -> str | None:
         return MlflowClient().get_run(run_id).info.status
     except Exception:  # noqa: BLE001 - a run that cannot be read is one we cannot continue
         return None
+
+
+# Read-only look-ups of the store tracking_uri() names (the screenshots tool needs them).
+
+
+def find_experiment(name: str) -> str | None:
+    """The id of the experiment `name`, or None if there is none."""
+    experiment = MlflowClient(tracking_uri()).get_experiment_by_name(name)
+    return experiment.experiment_id if experiment is not None else None
+
+
+def alias_run(registered_name: str, alias: str = "champion") -> str | None:
+    """The run that logged the model `registered_name@alias`, or None if there is no such alias."""
+    try:
+        version = MlflowClient(tracking_uri()).get_model_version_by_alias(registered_name, alias)
+    except Exception:  # noqa: BLE001 - no such model or alias
+        return None
+    return version.tags.get("pipeline.run_id") or version.run_id
+
+
+def run_tags(run_id: str) -> dict[str, str]:
+    """The tags of `run_id`."""
+    return dict(MlflowClient(tracking_uri()).get_run(run_id).data.tags)
+
+
+def artifact_files(run_id: str, folder: str) -> list[str]:
+    """The paths of the artifacts of `run_id` in `folder`."""
+    return [item.path for item in MlflowClient(tracking_uri()).list_artifacts(run_id, folder)]
 
 
 class EpochLogger(keras.callbacks.Callback):

@@ -6,33 +6,36 @@ One copy is built once per session; the tests then read back what DVC and MLflow
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import copy_repo, mlflow_server, pipeline_env, run, write_small_params
+from tests.support import (
+    copy_repository,
+    edit_params,
+    mlflow_server,
+    pipeline_env,
+    run,
+    stages_run,
+    store_uri,
+    write_small_params,
+)
 
 pytestmark = pytest.mark.e2e
 
 MODELS = ("tiny_mlp", "tiny_cnn")
 
 
-def stages_run(output: str) -> set[str]:
-    """Names of the stages a `dvc repro` output says it ran."""
-    return set(re.findall(r"Running stage '([^']+)'", output))
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
     """A copy of the repo after a real `dvc repro`, its results committed as the baseline."""
-    repo = copy_repo(tmp_path_factory.mktemp("e2e") / "repo")
+    repo = copy_repository(tmp_path_factory.mktemp("e2e") / "repo")
     write_small_params(repo)
     run(["git", "commit", "-qam", "small params"], repo)
     first = run(["dvc", "repro"], repo)
-    assert stages_run(first.stdout) == {
+    assert set(stages_run(first.stdout)) == {
         "download",
         "preprocess",
         "train_mlp@tiny_mlp",
@@ -48,7 +51,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def client(repo: Path) -> MlflowClient:
-    return MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    return MlflowClient(tracking_uri=store_uri(repo))
 
 
 def model_runs(client: MlflowClient, name: str) -> list:
@@ -60,7 +63,7 @@ def model_runs(client: MlflowClient, name: str) -> list:
 
 def test_second_repro_runs_no_stage(repo: Path) -> None:
     again = run(["dvc", "repro"], repo)
-    assert stages_run(again.stdout) == set()
+    assert set(stages_run(again.stdout)) == set()
     assert "up to date" in again.stdout
 
 
@@ -124,11 +127,13 @@ def test_report_and_champion(client: MlflowClient, repo: Path) -> None:
 
 
 def test_editing_one_model_reruns_only_its_stages(client: MlflowClient, repo: Path) -> None:
-    params = yaml.safe_load((repo / "params.yaml").read_text())
-    params["models"]["mlp"]["tiny_mlp"]["hidden"] = [48]
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(repo, **{"models.mlp.tiny_mlp.hidden": [48]})
     rerun = run(["dvc", "repro"], repo)
-    assert stages_run(rerun.stdout) == {"train_mlp@tiny_mlp", "evaluate_mlp@tiny_mlp", "report"}
+    assert set(stages_run(rerun.stdout)) == {
+        "train_mlp@tiny_mlp",
+        "evaluate_mlp@tiny_mlp",
+        "report",
+    }
     assert len(model_runs(client, "tiny_mlp")) == 2
     assert len(model_runs(client, "tiny_cnn")) == 1
     assert "pp" in (repo / "reports" / "report.md").read_text()  # the delta against HEAD

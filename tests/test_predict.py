@@ -15,7 +15,7 @@ from pipeline import imaging, paths, predict
 from pipeline.data import decompress, parse_idx
 from pipeline.errors import DataError
 from pipeline.imaging import read_image, to_mnist
-from tests.conftest import REPO_ROOT, pipeline_env
+from tests.support import REPO_ROOT, pipeline_env
 
 # A "7": a top bar and a slanted stem, in a 60x90 box whose top-left corner is the origin.
 SEVEN = [(0, 0), (60, 0), (20, 90)]

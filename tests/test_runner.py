@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port, pipeline_env
+from tests.support import REPO_ROOT, free_port, pipeline_env
 
 # Trains a tiny model on 512 synthetic images under params.runner-like settings, prints JSON.
 SCRIPT = textwrap.dedent(

@@ -11,10 +11,16 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from mlflow.tracking import MlflowClient
 
-from tests.conftest import copy_repo, pipeline_env, run, write_small_params
+from tests.support import (
+    copy_repository,
+    edit_params,
+    pipeline_env,
+    run,
+    store_uri,
+    write_small_params,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -22,24 +28,10 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
     """A copy of the repo with small params (4 epochs) and its data downloaded and processed."""
-    repo = copy_repo(tmp_path_factory.mktemp("stages") / "repo")
+    repo = copy_repository(tmp_path_factory.mktemp("stages") / "repo")
     write_small_params(repo, train_limit=6000, epochs=4)
     run(["dvc", "repro", "preprocess"], repo)
     return repo
-
-
-def edit_params(repo: Path, **changes: object) -> bytes:
-    """Set dotted keys in params.yaml; return the old bytes so the test can restore them."""
-    old = (repo / "params.yaml").read_bytes()
-    params = yaml.safe_load(old)
-    for dotted, value in changes.items():
-        *parents, last = dotted.split(".")
-        node = params
-        for key in parents:
-            node = node[key]
-        node[last] = value
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return old
 
 
 def stage(repo: Path, module: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -61,7 +53,7 @@ def assert_one_line_error(done: subprocess.CompletedProcess[str], *expected: str
 
 
 def client(repo: Path) -> MlflowClient:
-    return MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow' / 'mlflow.db'}")
+    return MlflowClient(tracking_uri=store_uri(repo))
 
 
 def runs_of(repo: Path, name: str) -> list:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,8 +22,10 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import tracking
 from pipeline.config import TrackingConfig
-from pipeline.errors import TrackingError
+from pipeline.errors import PipelineError, TrackingError
 from pipeline.paths import ROOT
+from tests.support import free_port, stop_process_group
+from tests.support import wait_until_healthy as wait_for_health
 
 CONFIG = TrackingConfig(experiment="tests", registered_model="tests-model", log_model=True)
 TAGS = {"pipeline.model": "tiny", "pipeline.stage": "train"}
@@ -33,13 +33,6 @@ SERVER_START_SECONDS = 120
 
 
 # ---------------------------------------------------------------------------- helpers
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (the OS picked it and we let it go)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def tiny_model(units: int = 2) -> keras.Model:
@@ -159,30 +152,17 @@ def launch_server(folder: Path) -> Server:
 
 def wait_until_healthy(server: Server) -> Server:
     """Poll GET /health until it answers 200; fail with the server's log if it never does."""
-    deadline = time.monotonic() + SERVER_START_SECONDS
-    while time.monotonic() < deadline and server.process.poll() is None:
-        try:
-            if requests.get(f"{server.url}/health", timeout=2).status_code == 200:
-                return server
-        except requests.RequestException:
-            pass
-        time.sleep(0.25)
-    stop_server(server)
-    pytest.fail(f"mlflow server did not become healthy:\n{server.log.read_text()[-3000:]}")
+    try:
+        wait_for_health(server.url, server.process, server.log, SERVER_START_SECONDS)
+    except PipelineError as error:
+        stop_server(server)
+        pytest.fail(f"{error}\n{server.log.read_text()[-3000:]}")
+    return server
 
 
 def stop_server(server: Server) -> None:
     """Terminate the server's process group, wait for it, then for its port to refuse."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(server.process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            server.process.wait(timeout=20)
-            break
-        except subprocess.TimeoutExpired:
-            continue
+    stop_process_group(server.process)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:
@@ -404,26 +384,6 @@ def test_epoch_logger_logs_every_epoch_with_a_one_based_step(experiment_id: str)
         points = history(run.run_id, key)
         assert [step for step, _ in points] == [1, 2, 3], key
         assert all(np.isfinite(value) for _, value in points)
-
-
-def test_bench_bookkeeping_probe_times_and_logs_each_epoch_as_fit_would(
-    experiment_id: str, tmp_path: Path
-) -> None:
-    from pipeline.bench.overhead import bookkeeping_cost
-
-    features, labels = samples()
-    model = tiny_model()
-    epochs = bookkeeping_cost(
-        model, {"x_train": features, "y_train": labels}, experiment_id, TAGS, tmp_path, epochs=4
-    )
-    assert len(epochs) == 4
-    assert all(e["wall_s"] > 0 and e["cpu_s"] >= 0 for e in epochs)
-    (probe,) = mlflow.search_runs([experiment_id], output_format="list")
-    assert probe.info.run_name == "bench bookkeeping"
-    assert probe.info.status == "FINISHED"
-    for key in ("loss", "val_accuracy", "epoch_seconds"):  # EpochTimer runs before the logger
-        assert [step for step, _ in history(probe.info.run_id, key)] == [1, 2, 3, 4], key
-    assert not (tmp_path / "bookkeeping" / "bench").exists()  # its backup and CSV are cleared
 
 
 def test_find_run_returns_the_newest_run_with_all_tags(experiment_id: str) -> None:

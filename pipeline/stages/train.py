@@ -35,7 +35,7 @@ def _run_tags(spec: ModelSpec, data_md5: str, runtime: runner.Runtime) -> dict[s
     }
 
 
-def _run_params(params: Params, spec: ModelSpec, model: keras.Model, dataset: dict) -> dict:
+def run_params(params: Params, spec: ModelSpec, model: keras.Model, dataset: dict) -> dict:
     """Every hyperparameter that shaped this training, as dotted keys."""
     return {
         **flatten(spec, "model"),
@@ -48,6 +48,19 @@ def _run_params(params: Params, spec: ModelSpec, model: keras.Model, dataset: di
     }
 
 
+def build_trainee(
+    params: Params, spec: ModelSpec, dataset: dict, runtime: runner.Runtime
+) -> tuple[keras.Model, keras.Model]:
+    """The model and its compiled trainee (augmentation in front, sharing the model's weights)."""
+    with runtime.strategy.scope():
+        model = build_model(spec, dataset["x_train"].shape[1:], params.data.num_classes)
+        blank = (0.0 - dataset["mean"]) / dataset["std"]  # a blank pixel, normalised
+        trainee = with_augmentation(model, spec.augment, blank)  # shares model's weights
+        train_size = len(dataset["y_train"])
+        training.compile_model(trainee, spec.train, train_size, runtime.jit_compile)
+    return model, trainee
+
+
 def main(params: Params, name: str) -> None:
     spec = params.model(name)
     runtime = runner.configure(params.runner, params.seed)
@@ -55,12 +68,7 @@ def main(params: Params, name: str) -> None:
     data_md5 = provenance.file_md5(paths.DATASET)
     experiment = tracking.connect(params.tracking)  # an unreachable store fails before training
 
-    train_size = len(dataset["y_train"])
-    with runtime.strategy.scope():
-        model = build_model(spec, dataset["x_train"].shape[1:], params.data.num_classes)
-        blank = (0.0 - dataset["mean"]) / dataset["std"]  # a blank pixel, normalised
-        trainee = with_augmentation(model, spec.augment, blank)  # shares model's weights
-        training.compile_model(trainee, spec.train, train_size, runtime.jit_compile)
+    model, trainee = build_trainee(params, spec, dataset, runtime)
 
     checkpoint = training.Checkpoint(
         paths.checkpoint_dir(name),
@@ -74,7 +82,7 @@ def main(params: Params, name: str) -> None:
         resumed = None
     with tracking.start_run(experiment, name, tags, run_id=resumed) as run:
         checkpoint.save_run_id(run.run_id)
-        run.log_params(_run_params(params, spec, model, dataset))
+        run.log_params(run_params(params, spec, model, dataset))
         run.log_text(tracking.model_summary(model), "model_summary.txt")
         history = training.fit(
             trainee, dataset, spec.train, checkpoint, [tracking.EpochLogger(run)]

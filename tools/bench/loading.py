@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import data, paths
-from pipeline.bench.measure import alternating_order, interleave, summary, timed, verdict
 from pipeline.config import Params
+from tools.bench.measure import alternating_order, interleave, summary, timed, verdict
 
 INPUT_REPEATS = 5
 INPUT_GOAL_SECONDS = 2.0

@@ -1,10 +1,10 @@
-"""Tests of pipeline.bench.cpu: the CPU-settings variants and their ratios and accuracy checks."""
+"""Tests of tools.bench.cpu: the CPU-settings variants and their ratios and accuracy checks."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipeline.bench.cpu import SETTLED_RATIO, clearly_slower, cpu_result, cpu_variants
+from tools.bench.cpu import SETTLED_RATIO, clearly_slower, cpu_result, cpu_variants
 
 # The default settings the variants differ from.
 DEFAULTS = {

@@ -7,15 +7,15 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pipeline import data, paths
-from pipeline.bench.measure import subset_size, summary
-from pipeline.bench.sections import BUDGET_SECONDS
-from pipeline.bench.trials import REPEATS, EpochTrial, clear_keras, fresh_model
 from pipeline.config import ModelSpec, Params
+from tools.bench.measure import subset_size, summary
+from tools.bench.sections import BUDGET_SECONDS
+from tools.bench.trials import REPEATS, EpochTrial, clear_keras, fresh_model
 
 if TYPE_CHECKING:  # TensorFlow, Keras and MLflow are imported only where they are used
     from pipeline.runner import Runtime
 
-log = logging.getLogger("pipeline.bench")
+log = logging.getLogger("tools.bench")
 
 EPOCH_IMAGES_MAX = 10_240
 EPOCH_IMAGES_MIN = 2_560
@@ -32,15 +32,15 @@ def epoch_times(
     full = len(dataset["y_train"])
     keep = data.stratified_subset(dataset["y_train"], EPOCH_IMAGES_MAX, params.seed)
     x_train, y_train = dataset["x_train"][keep], dataset["y_train"][keep]
-    del dataset
     # Warm-up, probe and the timed epochs take about repeats + 2 epochs per model.
     target_s = budget_s / (len(params.models) * (repeats + 2))
     models = []
     for name, spec in params.models.items():
         batch = spec.train.batch_size
         log.info("  %s", name)
-        model = fresh_model(params, spec, full, runtime.jit_compile)
-        trial = EpochTrial(model, x_train, y_train, batch, params.seed)
+        # Built for the whole training split (its schedule), timed on the subset.
+        model, trainee = fresh_model(params, spec, dataset, runtime)
+        trial = EpochTrial(trainee, x_train, y_train, batch, params.seed)
         trial.warm_up()
         images = subset_size(trial.probe(), target_s, batch, EPOCH_IMAGES_MIN, len(y_train))
         trial.use(images)

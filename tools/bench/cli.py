@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
@@ -13,40 +12,41 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline import bench, io, paths
-from pipeline.bench.cpu import cpu_settings, serve_variant
-from pipeline.bench.epochs import epoch_times
-from pipeline.bench.formatting import format_report
-from pipeline.bench.full import full_pipeline
-from pipeline.bench.loading import input_pipeline
-from pipeline.bench.measure import busy_cpu_seconds, other_cpus
-from pipeline.bench.noop import dvc_startup
-from pipeline.bench.overhead import TRACKING_REPEATS, tracking_overhead
-from pipeline.bench.repo import mnist_mirror
-from pipeline.bench.sections import (
+from pipeline import io, paths
+from pipeline.config import Params, load_params
+from pipeline.entry import exit_code
+from pipeline.errors import DataError
+from tests.support import mnist_mirror
+from tools import bench
+from tools.bench.cpu import cpu_settings, serve_variant
+from tools.bench.epochs import epoch_times
+from tools.bench.formatting import format_report
+from tools.bench.full import full_pipeline
+from tools.bench.loading import input_pipeline
+from tools.bench.measure import busy_cpu_seconds, other_cpus
+from tools.bench.noop import dvc_startup
+from tools.bench.overhead import TRACKING_REPEATS, tracking_overhead
+from tools.bench.sections import (
     BUDGET_SECONDS,
     DEFAULT_SECTIONS,
     SECTIONS,
     TENSORFLOW_SECTIONS,
     TITLES,
 )
-from pipeline.config import Params, load_params
-from pipeline.entry import exit_code
-from pipeline.errors import DataError
 
-log = logging.getLogger("pipeline.bench")
+log = logging.getLogger("tools.bench")
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The options, with `sections` the chosen sections in the order they run."""
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.bench", description=bench.__doc__.split("\n\n")[0]
+        prog="python -m tools.bench", description=bench.__doc__.split("\n\n")[0]
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument(
         "--full",
         action="store_true",
-        help="also time the full dvc repro and its peak memory (~30 min)",
+        help="also time the full dvc repro and its peak memory (60-80 min on 2 cores)",
     )
     parser.add_argument(
         "--repeats",
@@ -87,23 +87,16 @@ def check_inputs(sections: Sequence[str]) -> None:
             mnist_mirror()
 
 
-def processor_name() -> str:
-    """The CPU model from /proc/cpuinfo (Linux), else what the platform module says."""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def run_bench(params: Params, sections: Sequence[str], repeats: int) -> dict[str, Any]:
     """Run the chosen sections in order; the report of their figures."""
+    from pipeline.report import machine_description
+
     started = time.perf_counter()
     machine_start, own_start = busy_cpu_seconds()
     report: dict[str, Any] = {
         "machine": {
             "cpus": os.cpu_count(),
-            "processor": processor_name(),
+            "processor": machine_description(),
             "platform": platform.platform(),
             "python": platform.python_version(),
             "load_start": list(os.getloadavg()),

@@ -1,17 +1,22 @@
-"""Tests of pipeline.screenshots: the UI routes, the id look-up over REST, the expected faults."""
+"""Tests of tools.screenshots: the UI routes, the id look-up, a real capture, expected faults."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
-from pipeline import paths, screenshots
+from pipeline import paths
 from pipeline.errors import PipelineError
-from tests.conftest import mlflow_server
+from tests.support import mlflow_server
+from tools import screenshots
 
 TARGETS = screenshots.Targets(
     experiment_id="7",
@@ -83,38 +88,77 @@ def _store_with_a_champion(uri: str) -> tuple[str, str, list[str]]:
     return experiment_id, runs["cnn_b"], [runs["cnn_b"], runs["mlp_a"]]
 
 
-def test_find_targets_reads_the_champion_and_the_newest_report(tmp_path: Path) -> None:
-    with mlflow_server(tmp_path / "server") as uri:
-        experiment_id, champion, model_runs = _store_with_a_champion(uri)
-        targets = screenshots.find_targets(uri, "mnist-pipeline", "mnist-champion")
-        with pytest.raises(PipelineError, match="no registered model other@champion"):
-            screenshots.find_targets(uri, "mnist-pipeline", "other")
-        with pytest.raises(PipelineError, match="no MLflow experiment 'other'"):
-            screenshots.find_targets(uri, "other", "mnist-champion")
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 with a store of its own."""
+    with mlflow_server(tmp_path_factory.mktemp("server")) as uri:
+        yield uri
+
+
+def test_find_targets_reads_the_champion_and_the_newest_report(
+    server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    experiment_id, champion, model_runs = _store_with_a_champion(server)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", server)
+    targets = screenshots.find_targets("mnist-pipeline", "mnist-champion")
+    with pytest.raises(PipelineError, match="no registered model other@champion"):
+        screenshots.find_targets("mnist-pipeline", "other")
+    with pytest.raises(PipelineError, match="no MLflow experiment 'other'"):
+        screenshots.find_targets("other", "mnist-champion")
     assert targets == screenshots.Targets(
         experiment_id, champion, model_runs, "evaluation/figures/confusion.png"
     )
 
 
+@pytest.mark.skipif(not Path(screenshots.CHROMIUM).is_file(), reason="no system Chromium")
+def test_capture_takes_a_real_picture_of_the_runs_page(server: str, tmp_path: Path) -> None:
+    client = MlflowClient(tracking_uri=server)
+    experiment_id = client.create_experiment("capture")
+    runs = [client.create_run(experiment_id, run_name=name).info.run_id for name in ("a", "b")]
+    for run_id in runs:
+        client.log_metric(run_id, "test_accuracy", 0.9)
+    targets = screenshots.Targets(experiment_id, runs[0], runs, "unused.png")
+    (runs_page,) = [s for s in screenshots.shots(server, targets) if s.file == "mlflow-runs.png"]
+    preferences = screenshots.ui_preferences(experiment_id)
+    (written,) = screenshots.capture([runs_page], tmp_path / "docs", preferences)
+    assert written == tmp_path / "docs" / "mlflow-runs.png"
+    with Image.open(written) as image:
+        assert image.format == "PNG"
+        assert image.size == (screenshots.WIDTH, screenshots.HEIGHT)
+        colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
+    assert len(colours) > 100  # text, icons and the table: not a blank or one-colour page
+
+
 def test_no_store_yet_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(paths, "MLFLOW_DIR", tmp_path / "mlflow")
-    monkeypatch.setattr(screenshots.shutil, "which", lambda name: "/usr/bin/true")
-    monkeypatch.setattr("sys.argv", ["screenshots", "--out", str(tmp_path / "docs")])
-    assert screenshots.main() == 1
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.setattr(screenshots, "CHROMIUM", "/bin/true")
+    assert screenshots.main(["--out", str(tmp_path / "docs")]) == 1
     error = capsys.readouterr().err
     assert error.count("\n") == 1
-    assert "run `dvc repro` first" in error
+    assert f"{tmp_path / 'mlflow' / 'mlflow.db'}: no MLflow store yet" in error
     assert not (tmp_path / "docs").exists()
 
 
 def test_missing_chromium_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(screenshots.shutil, "which", lambda name: None)
-    monkeypatch.setattr("sys.argv", ["screenshots", "--out", str(tmp_path / "docs")])
-    assert screenshots.main() == 1
+    monkeypatch.setattr(screenshots, "CHROMIUM", str(tmp_path / "chromium"))
+    assert screenshots.main(["--out", str(tmp_path / "docs")]) == 1
     assert capsys.readouterr().err == (
-        "error: chromium not found on PATH; install it (apt-get install chromium)\n"
+        f"error: {tmp_path / 'chromium'} not found; install it (apt-get install chromium)\n"
     )
+
+
+def test_help_writes_nothing_and_imports_no_mlflow_or_tensorflow(tmp_path: Path) -> None:
+    code = (
+        "import sys; from tools import screenshots\n"
+        "try:\n    screenshots.main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "print('tensorflow' in sys.modules, 'mlflow' in sys.modules, 'playwright' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=paths.ROOT, capture_output=True, text=True, check=True
+    )
+    assert "--out" in done.stdout
+    assert done.stdout.split()[-3:] == ["False", "False", "False"]

@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from pipeline import data
-from pipeline.bench.measure import BenchError, timed
 from pipeline.config import ModelSpec, Params
+from tools.bench.measure import BenchError, timed
 
 if TYPE_CHECKING:  # TensorFlow, Keras and MLflow are imported only where they are used
     import keras
     import tensorflow as tf
+
+    from pipeline.runner import Runtime
 
 
 PREFERRED_MODEL = "cnn_a_32_64"  # the small CNN of sections 1 and 6; else the smallest CNN
@@ -45,7 +47,8 @@ def pick_model(params: Params, preferred: str = PREFERRED_MODEL) -> str:
 def subset(
     dataset: Mapping[str, Any], train_images: int, val_images: int, seed: int
 ) -> dict[str, np.ndarray]:
-    """A stratified subset of the training and validation splits (0 keeps a whole split)."""
+    """A stratified subset of the training and validation splits (0 keeps a whole split), with
+    the normalisation statistics."""
     train = data.stratified_subset(dataset["y_train"], train_images, seed)
     val = data.stratified_subset(dataset["y_val"], val_images, seed)
     return {
@@ -53,42 +56,39 @@ def subset(
         "y_train": dataset["y_train"][train],
         "x_val": dataset["x_val"][val],
         "y_val": dataset["y_val"][val],
+        "mean": dataset["mean"],
+        "std": dataset["std"],
     }
 
 
 def fresh_model(
     params: Params,
     spec: ModelSpec,
-    train_size: int,
-    jit_compile: bool,
+    dataset: Mapping[str, Any],
+    runtime: Runtime,
     batch_size: int | None = None,
     policy: str | None = None,
-) -> keras.Model:
-    """Seed, build and compile `spec` as the train stage does (augmentation included); `policy`
-    only for this model."""
+    jit_compile: bool | None = None,
+) -> tuple[keras.Model, keras.Model]:
+    """Seed, then the train stage's own (model, compiled trainee) for `dataset` (its training
+    size sets the schedule); `batch_size`, `policy` and `jit_compile` change only this model."""
     import keras
 
-    from pipeline import training
-    from pipeline.augment import with_augmentation
-    from pipeline.models import build_model
+    from pipeline.stages.train import build_trainee
 
-    train = (
-        spec.train
-        if batch_size is None
-        else dataclasses.replace(spec.train, batch_size=batch_size)
-    )
+    if batch_size is not None:
+        spec = dataclasses.replace(
+            spec, train=dataclasses.replace(spec.train, batch_size=batch_size)
+        )
+    if jit_compile is not None:
+        runtime = dataclasses.replace(runtime, jit_compile=jit_compile)
     keras.utils.set_random_seed(params.seed)
     previous = keras.mixed_precision.global_policy().name
     keras.mixed_precision.set_global_policy(policy or previous)
     try:
-        model = with_augmentation(
-            build_model(spec, (*params.data.image_shape, 1), params.data.num_classes),
-            spec.augment,
-        )
+        return build_trainee(params, spec, dataset, runtime)
     finally:
         keras.mixed_precision.set_global_policy(previous)
-    training.compile_model(model, train, train_size, jit_compile)
-    return model
 
 
 class EpochTrial:

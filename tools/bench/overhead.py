@@ -5,28 +5,29 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import os
 import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 import numpy as np
 
 from pipeline import data, paths
-from pipeline.bench.measure import (
+from pipeline.config import ModelSpec, Params
+from tools.bench.measure import (
     BenchError,
     alternating_order,
-    environment,
     interleave,
     paired_ratio,
     summary,
     timed,
     verdict,
 )
-from pipeline.bench.trials import WARMUP_BATCHES, clear_keras, fresh_model, pick_model, subset
-from pipeline.config import ModelSpec, Params, flatten
+from tools.bench.trials import WARMUP_BATCHES, clear_keras, fresh_model, pick_model, subset
 
 if TYPE_CHECKING:  # TensorFlow, Keras and MLflow are imported only where they are used
     import keras
@@ -34,7 +35,7 @@ if TYPE_CHECKING:  # TensorFlow, Keras and MLflow are imported only where they a
     from pipeline.runner import Runtime
     from pipeline.tracking import TrackedRun
 
-log = logging.getLogger("pipeline.bench")
+log = logging.getLogger("tools.bench")
 
 TRACKING_REPEATS = 5
 TRACKING_TRAIN_IMAGES = 8_000
@@ -64,14 +65,15 @@ def tracking_overhead(
     tags = {"pipeline.model": name, "pipeline.stage": "bench", **runtime.tags()}
 
     def model() -> keras.Model:
-        return fresh_model(params, spec, train_size, runtime.jit_compile)
+        """The train stage's compiled trainee for this subset."""
+        return fresh_model(params, spec, part, runtime)[1]
 
     # MLflow keeps the artifacts of a store named by MLFLOW_TRACKING_URI under ./mlruns, so the
     # working directory is the temporary folder too.
     with (
         tempfile.TemporaryDirectory(prefix="bench-tracking-") as tmp,
         contextlib.chdir(tmp),
-        environment(MLFLOW_TRACKING_URI=f"sqlite:///{Path(tmp) / 'mlflow.db'}"),
+        mock.patch.dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{Path(tmp) / 'store.db'}"),
     ):
         experiment = tracking.connect(params.tracking)  # creates the store's schema: not timed
 
@@ -112,7 +114,8 @@ def tracking_overhead(
         # The process's first fit pays one-off costs (thread pools, kernels, first writes):
         # a short untimed run of each side keeps them out of the first timed repeat.
         log.info("  warm-up of both sides (not timed)")
-        warm = {key: values[: WARMUP_BATCHES * train.batch_size] for key, values in part.items()}
+        splits = ("x_train", "y_train", "x_val", "y_val")
+        warm = {**part, **{key: part[key][: WARMUP_BATCHES * train.batch_size] for key in splits}}
         plain(warm)
         tracked(warm)
         runs = interleave({"plain": plain, "pipeline": tracked}, repeats)
@@ -120,7 +123,7 @@ def tracking_overhead(
         bookkeeping = bookkeeping_cost(model(), warm, experiment, tags, Path(tmp))
         log.info("  fixed cost of tracking, %d runs", FIXED_COST_REPEATS)
         fixed = [
-            _fixed_cost(params, spec, model(), part["x_val"][:5], tags)
+            _fixed_cost(params, spec, fresh_model(params, spec, part, runtime)[0], part, tags)
             for _ in range(FIXED_COST_REPEATS)
         ]
     clear_keras()
@@ -218,11 +221,13 @@ def _fixed_cost(
     params: Params,
     spec: ModelSpec,
     model: keras.Model,
-    sample: np.ndarray,
+    dataset: Mapping[str, np.ndarray],
     tags: Mapping[str, str],
 ) -> dict[str, float]:
-    """Seconds of each tracking call a train stage makes outside its epoch loop."""
+    """Seconds of each tracking call a train stage makes outside its epoch loop, on the stage's
+    own run params."""
     from pipeline import tracking
+    from pipeline.stages.train import run_params
 
     steps: dict[str, float] = {}
 
@@ -239,19 +244,11 @@ def _fixed_cost(
         with step("start_run"):
             run = stack.enter_context(tracking.start_run(experiment, f"bench {spec.name}", tags))
         with step("log_params"):
-            run.log_params(
-                {
-                    **flatten(spec, "model"),
-                    "seed": params.seed,
-                    **flatten(params.runner, "runner"),
-                    **flatten(params.preprocess, "preprocess"),
-                    "model.parameters": model.count_params(),
-                }
-            )
+            run.log_params(run_params(params, spec, model, dataset))
         with step("log_text summary"):
             run.log_text(tracking.model_summary(model), "model_summary.txt")
         with step("log_keras_model"):
-            run.log_keras_model(model, sample)
+            run.log_keras_model(model, dataset["x_val"][:5])
         with step("end_run"):
             stack.close()
     finally:

@@ -1,17 +1,15 @@
-"""Tests of pipeline.bench.measure: medians, alternating runs, paired ratios, timing, CPU use."""
+"""Tests of tools.bench.measure: medians, alternating runs, paired ratios, timing, CPU use."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import pytest
 
-from pipeline.bench.formatting import alternation_text
-from pipeline.bench.measure import (
+from tools.bench.formatting import alternation_text
+from tools.bench.measure import (
     alternating_order,
     busy_cpu_seconds,
-    environment,
     interleave,
     median,
     other_cpus,
@@ -120,15 +118,6 @@ def test_timed_measures_wall_and_cpu_seconds() -> None:
         sum(range(200_000))
     assert figures["wall_s"] > 0
     assert figures["cpu_s"] >= 0
-
-
-def test_environment_sets_and_restores(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BENCH_KEPT", "old")
-    monkeypatch.delenv("BENCH_NEW", raising=False)
-    with environment(BENCH_KEPT="new", BENCH_NEW="x"):
-        assert (os.environ["BENCH_KEPT"], os.environ["BENCH_NEW"]) == ("new", "x")
-    assert os.environ["BENCH_KEPT"] == "old"
-    assert "BENCH_NEW" not in os.environ
 
 
 def test_other_cpus_is_the_machine_s_busy_time_not_ours_per_second() -> None:

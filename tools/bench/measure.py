@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import resource
 import statistics
 import time
@@ -13,7 +12,7 @@ from typing import Any
 
 from pipeline.errors import PipelineError
 
-log = logging.getLogger("pipeline.bench")
+log = logging.getLogger("tools.bench")
 
 
 class BenchError(PipelineError):
@@ -112,18 +111,3 @@ def busy_cpu_seconds() -> tuple[float, float]:
 def other_cpus(machine_seconds: float, own_seconds: float, wall_seconds: float) -> float:
     """CPUs other processes kept busy on average: (machine - own) CPU seconds per second."""
     return max(0.0, machine_seconds - own_seconds) / wall_seconds if wall_seconds > 0 else 0.0
-
-
-@contextlib.contextmanager
-def environment(**values: str) -> Iterator[None]:
-    """Set environment variables for the block, then restore the old values."""
-    old = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value

@@ -1,11 +1,15 @@
 """Copy the report stage's results table (reports/results.md) into README.md between markers.
 
+    python -m tools.readme
+
 `make results` runs it after a full `dvc repro`, so the README's numbers come from a real run.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Sequence
 
 from pipeline import io, paths
 from pipeline.entry import exit_code
@@ -24,7 +28,11 @@ def splice(readme: str, results: str) -> str:
     return f"{head}{START}\n{results.strip()}\n{END}{tail}"
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.readme", description=__doc__.split("\n\n")[0]
+    )
+    parser.parse_args(argv)  # no options: --help prints the usage and writes nothing
     readme, results = paths.ROOT / "README.md", paths.RESULTS
 
     def work() -> None:

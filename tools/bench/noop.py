@@ -9,22 +9,29 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.bench.measure import alternating_order, interleave, paired_ratio, summary, verdict
-from pipeline.bench.repo import (
-    TINY_EPOCHS,
-    TINY_TRAIN_LIMIT,
+from tests.support import (
     command_env,
     copy_repository,
     mnist_mirror,
-    run_command,
-    shrink_params,
+    run,
     stages_run,
+    write_small_params,
+)
+from tools.bench.measure import (
+    alternating_order,
+    interleave,
+    paired_ratio,
+    summary,
+    timed,
+    verdict,
 )
 
-log = logging.getLogger("pipeline.bench")
+log = logging.getLogger("tools.bench")
 
 DVC_REPEATS = 5
 DVC_GOAL_SECONDS = 1.5
+TINY_TRAIN_LIMIT = 600
+TINY_EPOCHS = 1
 
 
 def dvc_startup(repeats: int = DVC_REPEATS) -> dict[str, Any]:
@@ -39,17 +46,21 @@ def dvc_startup(repeats: int = DVC_REPEATS) -> dict[str, Any]:
     dvc = str(Path(sys.executable).parent / "dvc")
     with tempfile.TemporaryDirectory(prefix="bench-dvc-") as tmp:
         repo = copy_repository(Path(tmp) / "repo")
-        shrink_params(repo / "params.yaml", models=None, log_model=False)
-        run_command(["git", "commit", "-qam", "quick params"], repo, env)
-        log.info("  every model on a small subset, first dvc repro (not a no-op)")
-        first = run_command([dvc, "repro"], repo, env)
+        write_small_params(
+            repo, TINY_TRAIN_LIMIT, TINY_EPOCHS, models=None, tracking={"log_model": False}
+        )
+        run(["git", "commit", "-qam", "quick params"], repo, env)
 
         def command(*args: str) -> Callable[[], dict[str, Any]]:
             def measure() -> dict[str, Any]:
-                done = run_command([dvc, *args], repo, env)
-                return {"wall_s": done["wall_s"], "stages_run": stages_run(done["stdout"])}
+                with timed() as figures:
+                    done = run([dvc, *args], repo, env, timeout=None)
+                return {"wall_s": figures["wall_s"], "stages_run": stages_run(done.stdout)}
 
             return measure
+
+        log.info("  every model on a small subset, first dvc repro (not a no-op)")
+        first = command("repro")()
 
         runs = interleave(
             {
@@ -59,7 +70,7 @@ def dvc_startup(repeats: int = DVC_REPEATS) -> dict[str, Any]:
             },
             repeats,
         )
-    return dvc_result(runs, first["wall_s"], len(stages_run(first["stdout"])))
+    return dvc_result(runs, first["wall_s"], len(first["stages_run"]))
 
 
 def dvc_result(

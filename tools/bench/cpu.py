@@ -1,7 +1,7 @@
 """Section 6: epoch time and validation accuracy of one small CNN under each CPU setting.
 
 Settings fixed when TensorFlow starts (intra-op threads, oneDNN) run in worker processes,
-`python -m pipeline.bench --variant SETTINGS` (see serve_variant), the others in this one.
+`python -m tools.bench --variant SETTINGS` (see serve_variant), the others in this one.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline import data, paths
-from pipeline.bench.measure import BenchError, alternating_order, interleave, paired_ratio, summary
-from pipeline.bench.trials import REPEATS, EpochTrial, clear_keras, fresh_model, pick_model
 from pipeline.config import Params
+from tools.bench.measure import BenchError, alternating_order, interleave, paired_ratio, summary
+from tools.bench.trials import REPEATS, EpochTrial, clear_keras, fresh_model, pick_model
 
 if TYPE_CHECKING:  # TensorFlow, Keras and MLflow are imported only where they are used
     from pipeline.runner import Runtime
 
-log = logging.getLogger("pipeline.bench")
+log = logging.getLogger("tools.bench")
 
 CPU_IMAGES = 4_096
 CPU_BATCH_SIZES = (64, 128, 256)
@@ -86,19 +86,25 @@ def cpu_variants(defaults: Mapping[str, Any], cpus: int) -> list[dict[str, Any]]
     return variants
 
 
-def variant_trial(params: Params, settings: Mapping[str, Any]) -> EpochTrial:
+def variant_trial(params: Params, runtime: Runtime, settings: Mapping[str, Any]) -> EpochTrial:
     """The warmed-up trial of one CPU-settings variant (same model, data and seed for all)."""
     dataset = data.load_dataset(paths.DATASET)
     spec = params.model(settings["model"])
     train = data.stratified_subset(dataset["y_train"], settings["images"], params.seed)
     policy = "mixed_bfloat16" if settings["mixed_precision"] else "float32"
-    model = fresh_model(
-        params, spec, len(train), settings["jit_compile"], settings["batch_size"], policy
+    part = {
+        "x_train": dataset["x_train"][train],
+        "y_train": dataset["y_train"][train],
+        "mean": dataset["mean"],
+        "std": dataset["std"],
+    }
+    _, trainee = fresh_model(
+        params, spec, part, runtime, settings["batch_size"], policy, settings["jit_compile"]
     )
     trial = EpochTrial(
-        model,
-        dataset["x_train"][train],
-        dataset["y_train"][train],
+        trainee,
+        part["x_train"],
+        part["y_train"],
         settings["batch_size"],
         params.seed,
         (dataset["x_val"], dataset["y_val"]),
@@ -109,7 +115,7 @@ def variant_trial(params: Params, settings: Mapping[str, Any]) -> EpochTrial:
 
 
 class VariantWorker:
-    """A `python -m pipeline.bench --variant` process: one JSON line per `epoch` request."""
+    """A `python -m tools.bench --variant` process: one JSON line per `epoch` request."""
 
     def __init__(
         self, settings: Mapping[str, Any], env: Mapping[str, str], log_path: Path
@@ -117,7 +123,8 @@ class VariantWorker:
         self.log_path = log_path
         self._log = open(self.log_path, "w")  # noqa: SIM115 - closed in wait()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.bench", "--variant", json.dumps(dict(settings))],
+            [sys.executable, "-m", "tools.bench", "--variant", json.dumps(dict(settings))],
+            cwd=paths.ROOT,  # where `tools` is importable
             env={**os.environ, **env},
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -175,8 +182,8 @@ def serve_variant(params: Params, settings: Mapping[str, Any]) -> None:
 
     if settings.get("intra_op_threads"):  # only possible before the runtime starts
         tf.config.threading.set_intra_op_parallelism_threads(settings["intra_op_threads"])
-    runner.configure(params.runner, params.seed)
-    trial = variant_trial(params, settings)
+    runtime = runner.configure(params.runner, params.seed)
+    trial = variant_trial(params, runtime, settings)
     print(json.dumps({"ready": True}), file=protocol)
     for line in sys.stdin:
         if line.strip() == "epoch":
@@ -216,7 +223,7 @@ def cpu_settings(
         for variant in variants:
             if variant["where"] == "in-process":
                 log.info("  warming up %s", variant["name"])
-                trial = variant_trial(params, variant["settings"])
+                trial = variant_trial(params, runtime, variant["settings"])
                 measures[variant["name"]] = trial.epoch
                 val_images = len(trial.validation[1])
         for variant_name, worker in workers.items():

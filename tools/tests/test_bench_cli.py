@@ -1,4 +1,4 @@
-"""Tests of pipeline.bench.cli: arguments, import cost, and the input section end to end on a
+"""Tests of tools.bench.cli: arguments, import cost, and the input section end to end on a
 tiny synthetic data set (nothing here trains a model or runs dvc)."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from pipeline import paths
-from pipeline.bench.cli import main, parse_args
-from pipeline.bench.loading import INPUT_REPEATS
-from pipeline.bench.sections import DEFAULT_SECTIONS
 from pipeline.config import load_params
 from pipeline.data import raw_name, save_dataset
+from tools.bench.cli import main, parse_args
+from tools.bench.loading import INPUT_REPEATS
+from tools.bench.sections import DEFAULT_SECTIONS
 
 
 def test_full_runs_only_with_the_flag() -> None:
@@ -36,8 +36,7 @@ def test_bad_arguments_are_usage_errors(argv: list[str]) -> None:
 def test_importing_the_bench_does_not_import_tensorflow_or_mlflow() -> None:
     # The command line imports every section module, so this covers the whole package.
     code = (
-        "import sys, pipeline.bench.cli; "
-        "print('tensorflow' in sys.modules, 'mlflow' in sys.modules)"
+        "import sys, tools.bench.cli; print('tensorflow' in sys.modules, 'mlflow' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "False"]

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pipeline.bench.measure import alternating_order
-from pipeline.bench.sections import TITLES
+from tabulate import tabulate
+
+from tools.bench.measure import alternating_order
+from tools.bench.sections import TITLES
 
 # Above this many CPUs' worth of other work during a section, its wall times are noisy.
 CONTENTION_WARNING_CPUS = 0.25
@@ -14,20 +16,16 @@ CONTENTION_WARNING_CPUS = 0.25
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """Plain-text table: first column left-aligned, the others right-aligned, a rule below."""
-    cells = [[str(cell) for cell in headers]]
     for row in rows:
         if len(row) != len(headers):
             raise ValueError(f"row {list(row)} has {len(row)} cells, expected {len(headers)}")
-        cells.append([str(cell) for cell in row])
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-
-    def line(row: Sequence[str]) -> str:
-        aligned = [row[0].ljust(widths[0])]
-        aligned += [cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True)]
-        return "  ".join(aligned).rstrip()
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([line(cells[0]), rule, *(line(row) for row in cells[1:])])
+    return tabulate(
+        [[str(cell) for cell in row] for row in rows],
+        headers=[str(cell) for cell in headers],
+        tablefmt="simple",
+        colalign=("left", *["right"] * (len(headers) - 1)),
+        disable_numparse=True,  # the cells are already formatted
+    )
 
 
 def alternation_text(sides: Sequence[str]) -> str:
@@ -259,7 +257,7 @@ def format_report(report: Mapping[str, Any]) -> str:
     machine = report["machine"]
     cpus = machine["cpus"]
     lines = [
-        f"pipeline.bench on {cpus} CPUs ({machine['processor']}); took {report['seconds']:.0f} s; "
+        f"tools.bench on {cpus} CPUs ({machine['processor']}); took {report['seconds']:.0f} s; "
         f"load average {machine['load_start'][0]:.2f} at start; other processes kept "
         f"{report['other_cpus']:.2f} of the {cpus} CPUs busy on average",
     ]
