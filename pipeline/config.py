@@ -82,6 +82,7 @@ class RunnerConfig:
     strategy: Literal["default", "mirrored", "multi_worker"]
     deterministic: bool
     logical_cpus: int = field(metadata=NON_NEGATIVE)
+    backend: Literal["tensorflow", "jax"] = "tensorflow"
 
 
 @dataclass(frozen=True)
