@@ -56,8 +56,23 @@ def select_backend(backend: str) -> None:
                 f"runner.backend is {backend} but Keras was already loaded with {current} "
                 "(set runner.backend before anything imports keras)"
             )
-        return
-    os.environ["KERAS_BACKEND"] = backend
+    else:
+        os.environ["KERAS_BACKEND"] = backend
+    if backend == "jax":
+        _keep_keras_off_tensorflow()
+
+
+def _keep_keras_off_tensorflow() -> None:
+    """Make Keras on JAX behave as where TensorFlow is not installed.
+
+    Keras imports TensorFlow whenever it is installed, whatever the backend: to seed it, to
+    check for TensorShapes when saving. On JAX that costs seconds and memory, and hides
+    whether the JAX path works on a machine without TensorFlow (a GPU machine, typically).
+    """
+    from keras.src.utils import module_utils
+
+    if "tensorflow" not in sys.modules:
+        module_utils.tensorflow._available = False
 
 
 def run_stage(main: Callable[..., None], description: str, per_model: bool = False) -> None:
@@ -74,6 +89,7 @@ def run_stage(main: Callable[..., None], description: str, per_model: bool = Fal
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
+    logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)  # "no TPU" is noise
     handle_sigterm()
 
     def work() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import sys
 import time
@@ -28,7 +29,7 @@ import pandas as pd
 
 from pipeline.config import ModelSpec, RunnerConfig, TrainConfig
 from pipeline.errors import Terminated
-from pipeline.io import owned, remove_owned
+from pipeline.io import owned, remove_owned, write_json
 
 
 def fingerprint(spec: ModelSpec, seed: int, runner: RunnerConfig, data_md5: str) -> str:
@@ -129,6 +130,45 @@ def _deferred_signals(safe_points: SafePoints) -> Iterator[None]:
         safe_points._raise_pending()  # a signal that arrived after the last safe point
 
 
+class Backup(keras.callbacks.Callback):
+    """Keras' BackupAndRestore, but a kill at any instant leaves a backup that loads.
+
+    BackupAndRestore overwrites its weights file and then its metadata in place: a SIGKILL
+    while it writes leaves a truncated HDF5 file, or weights of one epoch beside the epoch
+    number of the one before. Here each epoch's weights (the model's and the optimiser's,
+    hence its step and the schedule) go to their own file, and only then does the metadata,
+    replaced atomically, point at them; older files are removed after that.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        super().__init__()
+        self.folder = Path(folder)
+        self.metadata = self.folder / "training_metadata.json"
+
+    def _weights(self, epoch: int) -> Path:
+        return self.folder / f"epoch-{epoch}.weights.h5"
+
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        if not self.metadata.is_file():
+            return
+        epoch = json.loads(self.metadata.read_text())["epoch"]
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(self._weights(epoch))
+        self.model._initial_epoch = epoch  # what BackupAndRestore sets for fit to resume
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        done = epoch + 1
+        self.folder.mkdir(parents=True, exist_ok=True)
+        partial = self.folder / f"partial-{done}.weights.h5"
+        self.model.save_weights(partial, overwrite=True)
+        os.replace(partial, self._weights(done))
+        write_json(self.metadata, {"epoch": done})
+        for stale in self.folder.glob("*.weights.h5"):
+            if stale != self._weights(done):
+                stale.unlink()
+
+
 class EpochTimer(keras.callbacks.Callback):
     """Adds `epoch_seconds` (wall time of the epoch) to each epoch's logs."""
 
@@ -188,7 +228,7 @@ def epoch_callbacks(
         EpochTimer(),
         *callbacks,
         keras.callbacks.CSVLogger(str(checkpoint.history), append=True),
-        keras.callbacks.BackupAndRestore(str(checkpoint.backup), delete_checkpoint=False),
+        Backup(checkpoint.backup),
         safe_points,
     ]
 
