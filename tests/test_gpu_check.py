@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT, pipeline_env
-from tools.gpu_check.check import WHEELS, install_steps, model_order, wheels
+from tools.gpu_check.check import WHEELS, install_steps, model_order, table, wheels
 
 
 def test_dry_run_lists_the_wheels_with_their_size_and_every_stage_in_order(
@@ -64,3 +64,17 @@ def test_install_step_installs_every_carried_wheel_offline(tmp_path: Path) -> No
     for package in ("keras", "mlflow", "pipeline", "pydantic_core", "sqlalchemy"):
         assert (site / package / "__init__.py").is_file()
     assert list((site / "pydantic_core").glob("*cpython-312-x86_64-linux-gnu.so"))
+
+
+def test_table_marks_a_model_below_its_target_and_sums_the_train_time() -> None:
+    rows = [
+        {"model": "good", "epochs": 2, "train_seconds": 1.5, "val_accuracy": 0.99,
+         "test_accuracy": 0.991, "target": 0.99, "device": "NVIDIA H200"},
+        {"model": "short", "epochs": 3, "train_seconds": 2.0, "val_accuracy": 0.95,
+         "test_accuracy": 0.95, "target": 0.96, "device": "NVIDIA H200"},
+    ]  # fmt: skip
+    lines = table(rows, "title").splitlines()
+    assert lines[0] == "title"
+    assert lines[3].split() == ["good", "2", "1.5", "0.9900", "0.9910", "0.9900", "NVIDIA", "H200"]
+    assert "0.9600!" in lines[4]
+    assert lines[5].split()[:2] == ["total", "3.5"]

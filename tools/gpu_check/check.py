@@ -143,6 +143,8 @@ def device_name(env: dict[str, str], device: str) -> str:
 
 
 def row(work: Path, name: str, device: str) -> dict:
+    params = yaml.safe_load((work / "params.yaml").read_text())["models"]
+    target = {**params.get("mlp", {}), **params.get("cnn", {})}[name]["target_accuracy"]
     reports = work / "reports" / "models" / name
     trained = json.loads((reports / "train.json").read_text())
     evaluated = json.loads((reports / "metrics.json").read_text())
@@ -152,20 +154,25 @@ def row(work: Path, name: str, device: str) -> dict:
         "train_seconds": trained["train_seconds"],
         "val_accuracy": trained["val_accuracy"],
         "test_accuracy": evaluated["test_accuracy"],
+        "target": target,
         "device": device,
     }
 
 
 def table(rows: list[dict], title: str) -> str:
-    header = f"{'model':<16} {'epochs':>6} {'train s':>9} {'val acc':>8} {'test acc':>8}  device"
+    header = (
+        f"{'model':<16} {'epochs':>6} {'train s':>9} {'val acc':>8} {'test acc':>8} "
+        f"{'target':>8}  device"
+    )
     lines = [title, header, "-" * len(header)]
     for r in rows:
         lines.append(
             f"{r['model']:<16} {r['epochs']:>6} {r['train_seconds']:>9.1f} "
-            f"{r['val_accuracy']:>8.4f} {r['test_accuracy']:>8.4f}  {r['device']}"
+            f"{r['val_accuracy']:>8.4f} {r['test_accuracy']:>8.4f} "
+            f"{r['target']:>7.4f}{'' if r['test_accuracy'] >= r['target'] else '!'}  {r['device']}"
         )
     total = sum(r["train_seconds"] for r in rows)
-    lines.append(f"{'total':<16} {'':>6} {total:>9.1f}")
+    lines.append(f"{'total':<16} {'':>6} {total:>9.1f}   (! below its target_accuracy)")
     return "\n".join(lines)
 
 
