@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import keras
@@ -15,6 +16,7 @@ from pipeline.training import (
     EpochBatches,
     EpochSeeds,
     epoch_order,
+    progress_verbosity,
     seed_generators,
 )
 
@@ -129,3 +131,11 @@ def test_checkpoint_start_forgets_only_its_own_other_fingerprints(tmp_path: Path
     assert (root / "cnn" / "other").is_dir()
     checkpoint.clear()
     assert not (root / "mlp" / "new").exists() and (root / "mlp").is_dir()
+
+
+@pytest.mark.parametrize(("terminal", "verbose"), [(True, 1), (False, 2)])
+def test_progress_bar_on_a_terminal_one_line_per_epoch_otherwise(
+    monkeypatch: pytest.MonkeyPatch, terminal: bool, verbose: int
+) -> None:
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: terminal)
+    assert progress_verbosity() == verbose
