@@ -1,11 +1,12 @@
 """compile_and_fit(): optimiser, schedule and model.fit, resumable after an interruption.
 
-An interrupted fit resumes from its last completed epoch: Keras BackupAndRestore keeps its state
-in checkpoints/<model>/<fingerprint>/, a folder DVC does not delete, keyed by everything that
-determines the weights, so a changed parameter never resumes a stale training. The backup holds
-the weights and the optimiser's variables (its step, hence the schedule, too); everything random
-in epoch k (batch order, dropout, augmentation) is drawn afresh from (seed, k) when the epoch
-begins, so a resumed training ends with the weights of one that was never interrupted.
+An interrupted fit resumes from its last completed epoch: `Backup` (Keras' BackupAndRestore,
+made safe against a kill mid-write) keeps its state in checkpoints/<model>/<fingerprint>/, a
+folder DVC does not delete, keyed by everything that determines the weights, so a changed
+parameter never resumes a stale training. The backup holds the weights and the optimiser's
+variables (its step, hence the schedule, too); everything random in epoch k (batch order,
+dropout, augmentation) is drawn afresh from (seed, k) when the epoch begins, so a resumed
+training ends with the weights of one that was never interrupted.
 """
 
 from __future__ import annotations
