@@ -258,3 +258,16 @@ def test_train_help_is_fast_and_loads_no_keras() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert time.monotonic() - started < 2
+
+
+def test_a_keras_already_loaded_with_another_backend_is_one_line_naming_the_key() -> None:
+    import keras
+
+    from pipeline.entry import select_backend
+    from pipeline.errors import RunnerError
+
+    loaded = keras.backend.backend()
+    other = "jax" if loaded == "tensorflow" else "tensorflow"
+    select_backend(loaded)  # the same backend is fine
+    with pytest.raises(RunnerError, match=f"runner.backend is {other} but Keras was already"):
+        select_backend(other)
