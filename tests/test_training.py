@@ -139,3 +139,15 @@ def test_progress_bar_on_a_terminal_one_line_per_epoch_otherwise(
 ) -> None:
     monkeypatch.setattr(sys.stdout, "isatty", lambda: terminal)
     assert progress_verbosity() == verbose
+
+
+def test_seed_generators_include_the_augmentation_of_the_trainee() -> None:
+    from pipeline.augment import RandomAffine, with_augmentation
+    from pipeline.config import AugmentConfig
+
+    inputs = keras.Input((28, 28, 1))
+    model = keras.Model(inputs, keras.layers.Dropout(0.3)(keras.layers.Flatten()(inputs)))
+    trainee = with_augmentation(model, AugmentConfig(rotation=0.03, shift=0.1, zoom=0.1))
+    affine = next(layer for layer in trainee.layers if isinstance(layer, RandomAffine))
+    generators = seed_generators(trainee)
+    assert len(generators) == 2 and affine.seed_generator in generators
