@@ -99,7 +99,7 @@ class Checkpoint:
 class SafePoints(keras.callbacks.Callback):
     """Defers Ctrl-C and SIGTERM to the end of a batch or epoch.
 
-    A signal raised at any bytecode could stop BackupAndRestore half-way through writing its
+    A signal raised at any bytecode could stop the Backup callback half-way through writing its
     backup, and the next run could not resume. Placed last, this raises only at safe points.
     """
 
