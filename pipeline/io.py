@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -64,3 +65,23 @@ def write_with(path: Path, writer: Callable[[Path], None]) -> None:
 def save_figure(path: Path, figure: Any) -> None:
     """Render a matplotlib Figure to PNG at `path`, atomically."""
     write_with(path, lambda tmp: figure.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+
+
+def owned(path: Path, owner: Path) -> Path:
+    """`path` resolved, if it lies strictly inside `owner` (also resolved); else one line.
+
+    Resolving first means `..`, symlinks and absolute names cannot point outside `owner`.
+    """
+    target, root = Path(path).resolve(), Path(owner).resolve()
+    if target == root or not target.is_relative_to(root):
+        raise PipelineError(f"{path}: refusing to remove a path outside {owner}")
+    return target
+
+
+def remove_owned(path: Path, owner: Path) -> None:
+    """Delete the folder (or file) `path`, only if it lies strictly inside `owner`."""
+    target = owned(path, owner)
+    if target.is_dir():
+        shutil.rmtree(target, ignore_errors=True)
+    else:
+        target.unlink(missing_ok=True)

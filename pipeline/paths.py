@@ -35,5 +35,5 @@ def model_reports(name: str) -> Path:
 
 
 def checkpoint_dir(name: str) -> Path:
-    """Keras BackupAndRestore folder of `name`; survives `dvc repro` deleting outputs."""
+    """Resumable training state of `name` (training.Checkpoint); survives `dvc repro`."""
     return CHECKPOINTS_DIR / name

@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from pipeline import paths
+from pipeline.config import load_params
 from pipeline.data import normalization
-from pipeline.entry import exit_code
+from pipeline.entry import exit_code, select_backend
 from pipeline.errors import DataError
 from pipeline.imaging import read_image, to_mnist
 
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
 
     def work() -> int:
+        if paths.PARAMS.is_file():  # the Keras backend of params (jax needs no TensorFlow)
+            select_backend(load_params().runner.backend)
         name = args.model or champion_name()
         mean, std = normalization(paths.DATASET)
         names, images, errors = load_images(args.images)

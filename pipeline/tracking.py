@@ -245,13 +245,16 @@ class TrackedRun:
 
 def _model_requirements() -> list[str]:
     # Pinned explicitly: MLflow's requirement inference starts a subprocess and costs seconds.
-    import tensorflow as tf
+    # The backend the model trained on; the saved model loads under the other one too.
+    if keras.backend.backend() == "jax":
+        import jax
 
-    return [
-        f"tensorflow=={tf.__version__}",
-        f"keras=={keras.__version__}",
-        f"mlflow=={mlflow.__version__}",
-    ]
+        backend = f"jax=={jax.__version__}"
+    else:
+        import tensorflow as tf
+
+        backend = f"tensorflow=={tf.__version__}"
+    return [backend, f"keras=={keras.__version__}", f"mlflow=={mlflow.__version__}"]
 
 
 @contextmanager

@@ -24,7 +24,7 @@ from pipeline.config import TrackingConfig
 from pipeline.data import decompress
 from pipeline.entry import exit_code
 from pipeline.errors import DataError, TrackingError
-from tests.conftest import copy_repo, pipeline_env, run, write_small_params
+from tests.support import copy_repository, pipeline_env, run, write_small_params
 
 CONFIG = TrackingConfig(experiment="faults", registered_model="faults-model", log_model=False)
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
@@ -135,7 +135,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
     """A copy with tiny params and no public mirrors (a fault must not reach the network)."""
-    repo = copy_repo(tmp_path_factory.mktemp("faults") / "repo")
+    repo = copy_repository(tmp_path_factory.mktemp("faults") / "repo")
     write_small_params(repo, train_limit=600, data={"mirrors": []}, tracking={"log_model": False})
     return repo
 

@@ -59,10 +59,11 @@ CPU = {
 
 
 def train_tiny(**settings: object) -> subprocess.CompletedProcess[str]:
+    backend = str(settings.get("backend", "tensorflow"))
     return subprocess.run(
         [sys.executable, "-c", SCRIPT, json.dumps({**CPU, **settings})],
         cwd=REPO_ROOT,
-        env=pipeline_env(),
+        env=pipeline_env(KERAS_BACKEND=backend),
         capture_output=True,
         text=True,
         timeout=300,
@@ -83,7 +84,25 @@ def test_same_seed_gives_identical_weights_and_metrics() -> None:
     assert first["tags"]["runner.device"] == "cpu"
     assert first["tags"]["runner.jit_compile"] == "false"
     assert first["tags"]["tensorflow.version"].startswith("2.")
+    assert first["tags"]["runner.backend"] == "tensorflow"
     assert {"cuda.version", "cudnn.version", "keras.version"} <= set(first["tags"])
+
+
+def test_jax_backend_same_seed_gives_identical_weights_and_metrics() -> None:
+    first, second = result(train_tiny(backend="jax")), result(train_tiny(backend="jax"))
+    assert first["weights"] == second["weights"]
+    assert first["history"] == second["history"]
+    assert first["tags"]["runner.backend"] == "jax"
+    assert first["tags"]["runner.jit_compile"] == "true"  # JAX's normal mode, also on CPU
+    assert first["tags"]["jax.version"]
+    assert "tensorflow.version" not in first["tags"]
+
+
+def test_jax_mirrored_is_data_parallel_and_mixed_precision_bfloat16_on_cpu() -> None:
+    done = result(train_tiny(backend="jax", strategy="mirrored", mixed_precision=True))
+    assert done["tags"]["runner.strategy"] == "DataParallel"
+    assert done["tags"]["runner.precision_policy"] == "mixed_bfloat16"
+    assert all(0.0 <= a <= 1.0 for a in done["history"]["val_accuracy"])
 
 
 def test_mirrored_strategy_trains_on_two_logical_cpus() -> None:
@@ -105,6 +124,9 @@ def test_gpu_requested_without_gpu_raises_runner_error() -> None:
     done = train_tiny(device="gpu")
     assert done.returncode != 0
     assert "runner.device is gpu but TensorFlow sees no GPU" in done.stderr
+    done = train_tiny(device="gpu", backend="jax")
+    assert done.returncode != 0
+    assert "runner.device is gpu but JAX sees no GPU" in done.stderr
 
 
 def test_multi_worker_without_tf_config_is_a_clear_error() -> None:

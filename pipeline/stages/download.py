@@ -10,17 +10,18 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from pipeline import paths
 from pipeline.config import Params
-from pipeline.data import fetch, raw_name, sources
 from pipeline.entry import run_stage
-from pipeline.io import write_bytes
 
 log = logging.getLogger("pipeline.stages.download")
 
 
 def main(params: Params) -> None:
     """Fetch, verify and store each raw file."""
+    from pipeline import paths
+    from pipeline.data import fetch, raw_name, sources
+    from pipeline.io import write_bytes
+
     data = params.data
     mirrors = sources(data.mirrors)
     for role in dataclasses.fields(data.files):

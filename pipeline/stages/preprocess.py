@@ -9,11 +9,7 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-
-from pipeline import paths
 from pipeline.config import Params
-from pipeline.data import load_raw, normalize, save_dataset, stratified_split, stratified_subset
 from pipeline.entry import run_stage
 
 log = logging.getLogger("pipeline.stages.preprocess")
@@ -21,6 +17,17 @@ log = logging.getLogger("pipeline.stages.preprocess")
 
 def main(params: Params) -> None:
     """Subset (optional), split, normalise with training statistics, save."""
+    import numpy as np
+
+    from pipeline import paths
+    from pipeline.data import (
+        load_raw,
+        normalize,
+        save_dataset,
+        stratified_split,
+        stratified_subset,
+    )
+
     data, prep = params.data, params.preprocess
     pool_x, pool_y, test_x, test_y = load_raw(
         paths.RAW_DIR, data.files, data.image_shape, data.num_classes

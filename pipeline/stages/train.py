@@ -9,20 +9,23 @@ per epoch, the summary, the model and provenance tags. Resumes an interrupted tr
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
-import keras
-
-from pipeline import data, io, paths, provenance, runner, tracking, training
-from pipeline.augment import with_augmentation
 from pipeline.config import ModelSpec, Params, flatten
 from pipeline.entry import run_stage
-from pipeline.models import build_model
+
+if TYPE_CHECKING:  # Keras loads inside main(), once entry has chosen its backend
+    import keras
+
+    from pipeline.runner import Runtime
 
 log = logging.getLogger(__name__)
 
 
-def _run_tags(spec: ModelSpec, data_md5: str, runtime: runner.Runtime) -> dict[str, str]:
+def _run_tags(spec: ModelSpec, data_md5: str, runtime: Runtime) -> dict[str, str]:
     """What the run is and where it came from: model, data version, commit, experiment, device."""
+    from pipeline import provenance
+
     return {
         "pipeline.model": spec.name,
         "pipeline.kind": spec.kind,
@@ -35,7 +38,7 @@ def _run_tags(spec: ModelSpec, data_md5: str, runtime: runner.Runtime) -> dict[s
     }
 
 
-def run_params(params: Params, spec: ModelSpec, model: keras.Model, dataset: dict) -> dict:
+def run_params(params: Params, spec: ModelSpec, model: keras.Model, dataset: Any) -> dict:
     """Every hyperparameter that shaped this training, as dotted keys."""
     return {
         **flatten(spec, "model"),
@@ -49,30 +52,36 @@ def run_params(params: Params, spec: ModelSpec, model: keras.Model, dataset: dic
 
 
 def build_trainee(
-    params: Params, spec: ModelSpec, dataset: dict, runtime: runner.Runtime
+    params: Params, spec: ModelSpec, dataset: Any, runtime: Runtime
 ) -> tuple[keras.Model, keras.Model]:
-    """The model and its compiled trainee (augmentation in front, sharing the model's weights)."""
+    """The model to save and the compiled model to fit (the same one, or it behind
+    augmentation, sharing its weights), built under the runtime's strategy."""
+    from pipeline import training
+    from pipeline.augment import with_augmentation
+    from pipeline.models import build_model
+
     with runtime.strategy.scope():
         model = build_model(spec, dataset["x_train"].shape[1:], params.data.num_classes)
         blank = (0.0 - dataset["mean"]) / dataset["std"]  # a blank pixel, normalised
         trainee = with_augmentation(model, spec.augment, blank)  # shares model's weights
-        train_size = len(dataset["y_train"])
-        training.compile_model(trainee, spec.train, train_size, runtime.jit_compile)
+        training.compile_model(trainee, spec.train, len(dataset["y_train"]), runtime.jit_compile)
     return model, trainee
 
 
 def main(params: Params, name: str) -> None:
+    from pipeline import data, io, paths, provenance, runner, tracking, training
+
     spec = params.model(name)
     runtime = runner.configure(params.runner, params.seed)
     dataset = data.load_dataset(paths.DATASET)
     data_md5 = provenance.file_md5(paths.DATASET)
     experiment = tracking.connect(params.tracking)  # an unreachable store fails before training
-
     model, trainee = build_trainee(params, spec, dataset, runtime)
 
     checkpoint = training.Checkpoint(
         paths.checkpoint_dir(name),
         training.fingerprint(spec, params.seed, params.runner, data_md5),
+        owner=paths.CHECKPOINTS_DIR,
     )
     checkpoint.start()
     tags = _run_tags(spec, data_md5, runtime)
@@ -85,7 +94,12 @@ def main(params: Params, name: str) -> None:
         run.log_params(run_params(params, spec, model, dataset))
         run.log_text(tracking.model_summary(model), "model_summary.txt")
         history = training.fit(
-            trainee, dataset, spec.train, checkpoint, [tracking.EpochLogger(run)]
+            trainee,
+            dataset,
+            spec.train,
+            checkpoint,
+            [tracking.EpochLogger(run)],
+            seed=params.seed,
         )
 
         summary = training.summarize(history, model.count_params())
@@ -103,7 +117,6 @@ def main(params: Params, name: str) -> None:
         if params.tracking.log_model:
             run.log_keras_model(model, dataset["x_val"][:5])
     checkpoint.clear()
-    # A store fault exits 1 after the outputs are written: DVC records nothing; a rerun relogs.
     run.raise_failures()
 
 

@@ -7,6 +7,7 @@ Settings fixed when TensorFlow starts (intra-op threads, oneDNN) run in worker p
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipeline import data, paths
 from pipeline.config import Params
+from pipeline.entry import select_backend
 from tools.bench.measure import BenchError, alternating_order, interleave, paired_ratio, summary
 from tools.bench.trials import REPEATS, EpochTrial, clear_keras, fresh_model, pick_model
 
@@ -62,6 +64,8 @@ def cpu_variants(defaults: Mapping[str, Any], cpus: int) -> list[dict[str, Any]]
         ("default (subprocess)", {}, {}),
         *((f"intra-op threads {n}", {"intra_op_threads": n}, {}) for n in threads),
         ("oneDNN off", {}, {"TF_ENABLE_ONEDNN_OPTS": "0"}),
+        # Keras on JAX (runner.backend jax) instead of TensorFlow; XLA is JAX's normal mode.
+        ("backend jax", {"backend": "jax", "jit_compile": True}, {"KERAS_BACKEND": "jax"}),
     ]
     variants = [
         {
@@ -176,13 +180,15 @@ def serve_variant(params: Params, settings: Mapping[str, Any]) -> None:
     """The --variant entry point: configure TF with `settings`, then answer epoch requests."""
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints must not break the protocol
-    import tensorflow as tf
-
+    backend = settings.get("backend", "tensorflow")
+    select_backend(backend)  # the worker's KERAS_BACKEND; JAX without TensorFlow, as in a stage
     from pipeline import runner
 
     if settings.get("intra_op_threads"):  # only possible before the runtime starts
+        import tensorflow as tf
+
         tf.config.threading.set_intra_op_parallelism_threads(settings["intra_op_threads"])
-    runtime = runner.configure(params.runner, params.seed)
+    runtime = runner.configure(dataclasses.replace(params.runner, backend=backend), params.seed)
     trial = variant_trial(params, runtime, settings)
     print(json.dumps({"ready": True}), file=protocol)
     for line in sys.stdin:

@@ -98,6 +98,7 @@ def test_cpu_variants_change_one_setting_each() -> None:
         "default (subprocess)",
         "intra-op threads 1",
         "oneDNN off",
+        "backend jax",
     ]
     assert variants["batch 64"]["settings"] == {**DEFAULTS, "batch_size": 64}
     assert variants["intra-op threads 1"]["settings"]["intra_op_threads"] == 1
@@ -105,3 +106,10 @@ def test_cpu_variants_change_one_setting_each() -> None:
     assert {v["baseline"] for v in variants.values() if v["where"] == "subprocess"} == {
         "default (subprocess)"
     }
+
+
+def test_cpu_variants_time_keras_on_jax_in_its_own_process() -> None:
+    jax = {v["name"]: v for v in cpu_variants(DEFAULTS, 2)}["backend jax"]
+    assert jax["where"] == "subprocess" and jax["baseline"] == "default (subprocess)"
+    assert jax["env"] == {"KERAS_BACKEND": "jax"}
+    assert jax["settings"]["backend"] == "jax" and jax["settings"]["jit_compile"] is True
