@@ -135,6 +135,11 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class EnsembleConfig:
+    rounds: int = field(metadata=_check(lambda v: 1 <= v <= 100, "must be in [1, 100]"))
+
+
+@dataclass(frozen=True)
 class TrackingConfig:
     experiment: str
     registered_model: str
@@ -150,6 +155,7 @@ class Params:
     train: TrainConfig
     models: Mapping[str, ModelSpec]
     evaluate: EvaluateConfig
+    ensemble: EnsembleConfig
     tracking: TrackingConfig
 
     def model(self, name: str) -> ModelSpec:

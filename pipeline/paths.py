@@ -35,3 +35,11 @@ def model_reports(name: str) -> Path:
 def checkpoint_dir(name: str) -> Path:
     """Keras BackupAndRestore folder of `name`; survives `dvc repro` deleting outputs."""
     return CHECKPOINTS_DIR / name
+
+
+PLOTS_DIR = REPORTS_DIR / "plots"  # image plots only: dvc.yaml registers the whole folder
+
+
+def model_plots(name: str) -> Path:
+    """Folder of the DVC image plots of `name` (a model or the ensemble)."""
+    return PLOTS_DIR / name
