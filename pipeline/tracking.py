@@ -342,7 +342,8 @@ class DigitModel(mlflow.pyfunc.PythonModel):
         }
         self.reader = serving.DigitReader.load(Path(artifacts[serving.MANIFEST]), members)
 
-    def predict(self, context: Any, model_input: Any, params: Any = None) -> pd.DataFrame:
+    # No type hints here: MLflow would read them as a second, conflicting input schema.
+    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
         return self.reader.predict(model_input)
 
 
