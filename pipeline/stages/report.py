@@ -6,9 +6,10 @@ as the served model's input example) and HEAD's committed metrics as the baselin
 ensemble of the trained models by greedy forward selection on the validation probabilities only,
 and the champion (a model or the ensemble) by validation accuracy. Writes reports/report.md,
 reports/report.html (self-contained), reports/figures/*.png, reports/validation_curves.csv (the
-DVC plot overlaying every model's validation curve), reports/plots/ensemble/*.png and
-reports/summary.json (DVC metrics). Logs the ensemble into an MLflow run of its own, the rest into
-a summary run linked to each model's run, and registers the champion under
+DVC plot overlaying every model's validation curve), reports/plots/ensemble/*.png (both
+confusion matrices), reports/ensemble_per_digit.csv and reports/summary.json (DVC metrics).
+Logs the ensemble into an MLflow run of its own, the rest into a summary run linked to each
+model's run, and registers the champion under
 tracking.registered_model with the alias `champion`: a pyfunc that reads raw images.
 """
 
