@@ -90,3 +90,12 @@ def choose(table: pd.DataFrame) -> str | None:
         _order=range(len(scored)),
     ).sort_values(["_accuracy", "_parameters", "_order"])
     return str(ranked.iloc[0]["model"])
+
+
+def tracking_names(numbers: dict) -> dict:
+    """`val_*` as `validation_*`: in MLflow, `val_accuracy` is the training's per-epoch curve,
+    and a point logged by evaluate would join it as a step 0."""
+    return {
+        f"validation_{key.removeprefix('val_')}" if key.startswith("val_") else key: value
+        for key, value in numbers.items()
+    }

@@ -209,3 +209,8 @@ def test_input_example_is_a_png_of_the_digit(tmp_path: Path) -> None:
     with Image.open(io.BytesIO(data)) as image:
         assert image.format == "PNG" and image.size == (28, 28)
         assert np.asarray(image)[0, 0] == 255 and np.asarray(image)[10, 13] == 0
+
+
+def test_validation_metrics_get_names_apart_from_the_training_curve() -> None:
+    named = champion.tracking_names({"val_accuracy": 0.9, "test_accuracy": 0.8, "val_loss": 0.1})
+    assert named == {"validation_accuracy": 0.9, "test_accuracy": 0.8, "validation_loss": 0.1}

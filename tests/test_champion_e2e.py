@@ -226,7 +226,8 @@ def test_model_runs_have_datasets_training_duration_and_stay_finished(
     assert {i.dataset.digest for i in inputs} == {md5}
     assert {i.dataset.source for i in inputs} == {"data/processed/dataset.npz"}
     assert found.info.status == "FINISHED"
-    assert "test_accuracy" in found.data.metrics and "val_accuracy" in found.data.metrics
+    assert {"test_accuracy", "validation_accuracy"} <= set(found.data.metrics)
+    assert [p.step for p in client.get_metric_history(found.info.run_id, "val_accuracy")] == [1]
     train = json.loads((repo / "reports" / "models" / name / "train.json").read_text())
     duration = (found.info.end_time - found.info.start_time) / 1000
     # The run spans its training (plus saving and logging the model), not the evaluation.

@@ -78,7 +78,7 @@ def main(params: Params, name: str) -> None:
             for r in tables["test"].itertuples()
         },
         **{
-            f"val_accuracy_digit_{int(r.digit)}": float(r.accuracy)
+            f"validation_accuracy_digit_{int(r.digit)}": float(r.accuracy)
             for r in tables["validation"].itertuples()
         },
         **metrics.calibration_summary(y_test, test_probabilities),
@@ -161,8 +161,10 @@ def main(params: Params, name: str) -> None:
 
 def _log(run, results, details, table, out, figures_dir, plots_dir) -> None:
     """Everything evaluate wrote, into the model's run."""
+    from pipeline import champion
+
     numbers = {k: v for k, v in {**results, **details}.items() if isinstance(v, int | float)}
-    run.log_metrics(numbers)
+    run.log_metrics(champion.tracking_names(numbers))
     run.set_tags({"pipeline.top_confusion": results["top_confusion"]})
     run.log_table(table, "evaluation/per_digit.json")
     for file_name in ("per_digit.csv", "confusion.csv", "top_confusions.csv"):

@@ -261,7 +261,7 @@ def _log_ensemble(experiment: str, ensemble: dict, runs: dict[str, str]) -> str:
                 for r in ensemble["test_table"].itertuples()
             }
         )
-        run.log_metrics(numbers)
+        run.log_metrics(champion.tracking_names(numbers))
         run.log_table(ensemble["test_table"], "evaluation/per_digit.json")
         run.log_artifact(paths.model_plots(champion.ENSEMBLE), "evaluation/figures")
     run.raise_failures()
