@@ -36,8 +36,9 @@ log = logging.getLogger(__name__)
 # MLflow caps one param value at 6000 characters and one batch at 100 params.
 _PARAM_VALUE_LIMIT = 6000
 _PARAM_BATCH = 100
-# MLflow 3's UI opens an experiment on its runs table only if the experiment says it holds
-# classic model training; without the tag it guesses, and lands on the GenAI overview.
+# MLflow's own tag and value for a classic model-training experiment. (MLflow 3.17's UI still
+# opens experiments as its GenAI / Model training switch says, GenAI by default; the README's
+# link adds ?workflowType=machine_learning.)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 # The train, validation and test arrays of the processed data set, as MLflow dataset inputs.
