@@ -241,7 +241,8 @@ def _log_ensemble(experiment: str, ensemble: dict, runs: dict[str, str]) -> str:
     tags = {
         "pipeline.model": champion.ENSEMBLE,
         "pipeline.kind": "ensemble",
-        "pipeline.stage": "report",
+        # not "report": one run per report stage carries that, and tools look for the newest
+        "pipeline.stage": "ensemble",
         "pipeline.members": report.members_text(weights),
         **{f"pipeline.run.{member}": runs[member] for member in weights if member in runs},
         **provenance.git_tags(),
