@@ -7,6 +7,7 @@ placing that box in a 28x28 field so the centre of mass sits at the centre; ink 
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -42,30 +43,67 @@ def read_image(path: str | Path) -> np.ndarray:
     if size > MAX_BYTES:
         raise DataError(f"{path}: {size:,} bytes is larger than the {MAX_BYTES:,} byte limit")
     try:
-        with Image.open(path) as image:
+        data = path.read_bytes()
+    except OSError as error:
+        raise DataError(f"{path}: cannot read ({error.strerror})") from None
+    return decode_image(data, path)
+
+
+def decode_image(data: bytes, source: str | Path = "image") -> np.ndarray:
+    """Encoded image bytes (PNG, JPEG, anything PIL opens) as float32 gray [H, W] in [0, 1].
+
+    `source` names the image in every error; transparency shows white.
+    """
+    if len(data) == 0:
+        raise DataError(f"{source}: empty image")
+    if len(data) > MAX_BYTES:
+        raise DataError(f"{source}: {len(data):,} bytes is more than the {MAX_BYTES:,} byte limit")
+    try:
+        with Image.open(io.BytesIO(data)) as image:
             width, height = image.size  # from the header: nothing is decoded yet
             if width * height > MAX_PIXELS:
                 raise DataError(
-                    f"{path}: {width}x{height} pixels is more than the {MAX_PIXELS:,} pixel limit"
+                    f"{source}: {width}x{height} pixels is more than the {MAX_PIXELS:,} pixel "
+                    "limit"
                 )
-            return _grayscale(ImageOps.exif_transpose(image), path)
+            return _grayscale(ImageOps.exif_transpose(image), source)
     except DataError:
         raise
     except Image.DecompressionBombError:
-        raise DataError(f"{path}: refused as a decompression bomb (too many pixels)") from None
+        raise DataError(f"{source}: refused as a decompression bomb (too many pixels)") from None
     except Image.UnidentifiedImageError:
-        raise DataError(f"{path}: not an image (no format PIL can read)") from None
+        raise DataError(f"{source}: not an image (no format PIL can read)") from None
     except Exception as error:  # noqa: BLE001 - PIL's decoders raise many types for a bad file
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(f"{path}: unreadable image ({reason[:200]})") from None
+        raise DataError(f"{source}: unreadable image ({reason[:200]})") from None
 
 
-def _grayscale(image: Image.Image, path: Path) -> np.ndarray:
+def from_pixels(pixels: object, source: str = "array") -> np.ndarray:
+    """An 8-bit image array ([H, W] gray, [H, W, 1|3|4] gray/RGB/RGBA) as gray in [0, 1]."""
+    try:
+        array = np.asarray(pixels, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{source}: pixels must be a rectangular array of numbers") from None
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[..., 0]
+    if array.size == 0 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        raise DataError(f"{source}: expected an [H, W] or [H, W, 1|3|4] image, got {array.shape}")
+    if array.shape[0] * array.shape[1] > MAX_PIXELS:
+        raise DataError(f"{source}: more than the {MAX_PIXELS:,} pixel limit")
+    if not np.isfinite(array).all() or array.min() < 0 or array.max() > 255:
+        raise DataError(f"{source}: pixels must be finite numbers in 0-255")
+    # uint8 [H, W] opens as L, [H, W, 3] as RGB, [H, W, 4] as RGBA
+    return _grayscale(Image.fromarray(array.round().astype(np.uint8)), source)
+
+
+def _grayscale(image: Image.Image, path: str | Path) -> np.ndarray:
     """A decoded PIL image as float32 gray in [0, 1]."""
     if image.mode.startswith("I;16"):
         return (np.asarray(image, dtype=np.float32) / 65535).clip(0, 1)
     if image.mode in ("I", "F"):
         values = np.asarray(image, dtype=np.float32)
+        if not np.isfinite(values).all():
+            raise DataError(f"{path}: pixel values that are not finite numbers (NaN or inf)")
         # 32-bit modes hold 16-bit samples (older PNG loaders), 8-bit ones, or floats in [0, 1].
         full_scale = 65535 if values.max() > 255 else 255 if values.max() > 1 else 1
         return (values / full_scale).clip(0, 1)

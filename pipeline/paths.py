@@ -37,3 +37,11 @@ def model_reports(name: str) -> Path:
 def checkpoint_dir(name: str) -> Path:
     """Resumable training state of `name` (training.Checkpoint); survives `dvc repro`."""
     return CHECKPOINTS_DIR / name
+
+
+PLOTS_DIR = REPORTS_DIR / "plots"  # image plots only: dvc.yaml registers the whole folder
+
+
+def model_plots(name: str) -> Path:
+    """Folder of the DVC image plots of `name` (a model or the ensemble)."""
+    return PLOTS_DIR / name

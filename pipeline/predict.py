@@ -1,14 +1,20 @@
 """Read the digit in image files with a trained model: `python -m pipeline.predict IMAGE...`.
 
-Reads models/<name>.keras (the champion named in reports/summary.json unless --model is given)
-and the normalisation scalars of data/processed/dataset.npz, so images are scaled as in training.
+`--champion` loads the registered champion `models:/<tracking.registered_model>@champion` from
+the tracking store (MLFLOW_TRACKING_URI, else the embedded store): it needs no models/, reports/
+or data/ here. `--model NAME` reads models/NAME.keras; with neither, the champion named in
+reports/summary.json is read from models/ (the ensemble's members if it is the ensemble). Local
+models are normalised with the scalars of data/processed/dataset.npz, as in training, and every
+way reads images with the same code as the served model, so they print the same digits.
 Prints `file: digit (probability)` per image, or a JSON list with --json; writes no files.
-A file that cannot be read is reported on stderr and the others are still predicted (exit 1).
+An image that cannot be read or centred gets one error line on stderr, the others are still
+predicted (exit 1).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import sys
 from collections.abc import Sequence
@@ -21,7 +27,7 @@ from pipeline import paths
 from pipeline.config import load_params
 from pipeline.data import normalization
 from pipeline.entry import exit_code, select_backend
-from pipeline.errors import DataError
+from pipeline.errors import DataError, PipelineError
 from pipeline.imaging import read_image, to_mnist
 
 PREDICT_BATCH = 256
@@ -43,19 +49,73 @@ def champion_name() -> str:
     return name
 
 
-def load_images(files: Sequence[str | Path]) -> tuple[list[str], np.ndarray, list[DataError]]:
-    """(readable file names, their MNIST images [N, 28, 28], one error per unreadable file)."""
+def champion_members() -> dict[str, int]:
+    """The local champion's members and weights: {name: 1}, or the ensemble's members."""
+    name = champion_name()
+    summary = json.loads((paths.REPORTS_DIR / "summary.json").read_text())
+    ensemble = summary.get("ensemble") if isinstance(summary, dict) else None
+    if name == "ensemble" and isinstance(ensemble, dict) and ensemble.get("members"):
+        return {str(member): int(count) for member, count in ensemble["members"].items()}
+    return {name: 1}
+
+
+def _as_data_error(file: str | Path, error: Exception) -> PipelineError:
+    """Any fault of reading or centring one image as one line naming the file."""
+    if isinstance(error, PipelineError):
+        return error
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return DataError(f"{file}: cannot be read as a digit ({type(error).__name__}: {reason[:200]})")
+
+
+def load_images(
+    files: Sequence[str | Path],
+) -> tuple[list[str], np.ndarray, list[PipelineError]]:
+    """(readable file names, their MNIST images [N, 28, 28], one error per image that cannot be
+    read or centred, whatever the fault)."""
     names: list[str] = []
     images: list[np.ndarray] = []
-    errors: list[DataError] = []
+    errors: list[PipelineError] = []
     for file in files:
         try:
             images.append(to_mnist(read_image(file), source=file))
             names.append(str(file))
-        except DataError as error:
-            errors.append(error)
+        except Exception as error:  # noqa: BLE001 - one bad image must not hide the others
+            errors.append(_as_data_error(file, error))
     stacked = np.stack(images) if images else np.zeros((0, 28, 28), dtype=np.float32)
     return names, stacked, errors
+
+
+def load_encoded(files: Sequence[str | Path]) -> tuple[list[str], list[str], list[PipelineError]]:
+    """(file names, their bytes in base64, errors) for the files that read and centre as digits:
+    the request a served model gets."""
+    names: list[str] = []
+    encoded: list[str] = []
+    errors: list[PipelineError] = []
+    for file in files:
+        try:
+            to_mnist(read_image(file), source=file)  # each file's own error line, here
+            data = Path(file).read_bytes()
+            encoded.append(base64.b64encode(data).decode("ascii"))
+            names.append(str(file))
+        except Exception as error:  # noqa: BLE001 - one bad image must not hide the others
+            errors.append(_as_data_error(file, error))
+    return names, encoded, errors
+
+
+def results(names: Sequence[str], probabilities: np.ndarray) -> list[dict[str, Any]]:
+    """One result per image: file, digit, its probability and all ten probabilities."""
+    rows = []
+    for name, row in zip(names, np.asarray(probabilities), strict=True):
+        digit = int(np.argmax(row))
+        rows.append(
+            {
+                "file": name,
+                "digit": digit,
+                "probability": round(float(row[digit]), 6),
+                "probabilities": [round(float(p), 6) for p in row],
+            }
+        )
+    return rows
 
 
 def classify(
@@ -65,19 +125,7 @@ def classify(
     if len(names) == 0:
         return []
     batch = ((images - np.float32(mean)) / np.float32(std)).astype(np.float32)[..., np.newaxis]
-    probabilities = np.asarray(model.predict(batch, batch_size=PREDICT_BATCH, verbose=0))
-    results = []
-    for name, row in zip(names, probabilities, strict=True):
-        digit = int(np.argmax(row))
-        results.append(
-            {
-                "file": name,
-                "digit": digit,
-                "probability": round(float(row[digit]), 6),
-                "probabilities": [round(float(p), 6) for p in row],
-            }
-        )
-    return results
+    return results(names, model.predict(batch, batch_size=PREDICT_BATCH, verbose=0))
 
 
 def predict_files(
@@ -103,6 +151,37 @@ def load(name: str) -> Any:
     return model
 
 
+def _local(
+    files: Sequence[str], members: dict[str, int] | None
+) -> tuple[list[dict[str, Any]], list[PipelineError]]:
+    """Predict with local Keras files: `members` (name: weight), or the summary's champion."""
+    from pipeline.serving import DigitReader
+
+    members = members or champion_members()
+    mean, std = normalization(paths.DATASET)
+    names, images, errors = load_images(files)
+    if not names:
+        return [], errors
+    reader = DigitReader({name: load(name) for name in members}, members, mean, std)
+    return results(names, reader.probabilities(images)), errors
+
+
+def _registered(files: Sequence[str]) -> tuple[list[dict[str, Any]], list[PipelineError]]:
+    """Predict with the registered champion, sending each file's bytes as the server gets them."""
+    import pandas as pd
+
+    from pipeline import tracking
+    from pipeline.config import load_params
+    from pipeline.serving import IMAGE_COLUMN
+
+    model = tracking.load_registered(load_params().tracking.registered_model)
+    names, encoded, errors = load_encoded(files)
+    if not names:
+        return [], errors
+    answer = model.predict(pd.DataFrame({IMAGE_COLUMN: encoded}))
+    return results(names, np.array(answer["probabilities"].tolist())), errors
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.predict",
@@ -114,7 +193,9 @@ def _parser() -> argparse.ArgumentParser:
     choice.add_argument(
         "--champion",
         action="store_true",
-        help="the best model of the last report (reports/summary.json); the default",
+        help="the registered champion, models:/<tracking.registered_model>@champion, from the "
+        "tracking store (MLFLOW_TRACKING_URI or the embedded one); without --model or "
+        "--champion: the champion of reports/summary.json, read from models/",
     )
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
     return parser
@@ -127,14 +208,14 @@ def main(argv: list[str] | None = None) -> int:
     def work() -> int:
         if paths.PARAMS.is_file():  # the Keras backend of params (jax needs no TensorFlow)
             select_backend(load_params().runner.backend)
-        name = args.model or champion_name()
-        mean, std = normalization(paths.DATASET)
-        names, images, errors = load_images(args.images)
-        results = classify(load(name), names, images, mean, std) if names else []
-        if args.json:
-            print(json.dumps(results, indent=2))
+        if args.champion:
+            found, errors = _registered(args.images)
         else:
-            for result in results:
+            found, errors = _local(args.images, {args.model: 1} if args.model else None)
+        if args.json:
+            print(json.dumps(found, indent=2))
+        else:
+            for result in found:
                 print(f"{result['file']}: {result['digit']} ({result['probability']:.1%})")
         for error in errors:
             print(f"error: {error}", file=sys.stderr)

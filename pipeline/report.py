@@ -11,8 +11,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from pipeline import champion as chooser
 from pipeline.config import ModelSpec
 
 DIGIT_COLUMNS = [str(d) for d in range(10)]
@@ -72,7 +74,9 @@ def comparison_table(
             "parameters": train.get("parameters"),
             "epochs": train.get("epochs"),
             "train_seconds": train.get("train_seconds"),
-            "val_accuracy": train.get("val_accuracy"),
+            # evaluate's figure of the saved model; train.json's is the last epoch's, the same
+            # model unless a run was restored from an older evaluate
+            "val_accuracy": metrics.get("val_accuracy", train.get("val_accuracy")),
             "test_accuracy": test_accuracy,
             "target": spec.target_accuracy,
             "meets_target": None
@@ -93,23 +97,91 @@ def comparison_table(
     return pd.DataFrame(rows)
 
 
-def per_digit_matrix(results: Sequence[ModelResult]) -> pd.DataFrame:
-    """Test accuracy per digit, models as rows and digits 0-9 as columns."""
+def load_probabilities(names: Sequence[str], reports_dir: Path) -> dict[str, dict]:
+    """Each model's validation and test probabilities and labels (probabilities.npz), if any."""
+    found = {}
+    for name in names:
+        try:
+            with np.load(reports_dir / name / "probabilities.npz") as stored:
+                found[name] = {key: stored[key] for key in stored.files}
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def ensemble_row(
+    weights: Mapping[str, int],
+    table: pd.DataFrame,
+    validation: Mapping[str, float | int | str],
+    test: Mapping[str, float | int | str],
+) -> dict:
+    """The ensemble's row of the comparison table (parameters and train time of its members)."""
+    members = table.set_index("model").loc[list(weights)]
+    return {
+        "model": chooser.ENSEMBLE,
+        "kind": "ensemble",
+        "source": members_text(weights),
+        "parameters": pd.to_numeric(members["parameters"], errors="coerce").sum(min_count=1),
+        "epochs": None,
+        "train_seconds": pd.to_numeric(members["train_seconds"], errors="coerce").sum(min_count=1),
+        "val_accuracy": validation["val_accuracy"],
+        "test_accuracy": test["test_accuracy"],
+        "target": None,
+        "meets_target": None,
+        "reported": None,
+        "worst_digit": test["test_worst_digit"],
+        "worst_digit_accuracy": test["test_worst_digit_accuracy"],
+        "top_confusion": test["test_top_confusion"],
+        "status": "ok",
+    }
+
+
+def members_text(weights: Mapping[str, int]) -> str:
+    """`cnn_a×3 + cnn_b×1`: the members and how many times each was chosen."""
+    return " + ".join(f"{name}×{count}" for name, count in weights.items())
+
+
+def per_digit_matrix(
+    results: Sequence[ModelResult], extra: Mapping[str, pd.DataFrame] | None = None
+) -> pd.DataFrame:
+    """Test accuracy per digit, models (and `extra` rows, e.g. the ensemble) as rows, digits
+    0-9 as columns."""
+    tables = {r.spec.name: r.per_digit for r in results if r.per_digit is not None}
+    tables.update(extra or {})
     rows = {
-        r.spec.name: r.per_digit.set_index("digit")["accuracy"].rename(str)
-        for r in results
-        if r.per_digit is not None
+        name: table.set_index("digit")["accuracy"].rename(str) for name, table in tables.items()
     }
     frame = pd.DataFrame(rows).T
     return frame.reindex(columns=DIGIT_COLUMNS) if not frame.empty else frame
 
 
 def champion(table: pd.DataFrame) -> str | None:
-    """The model with the best test accuracy (first in table order on a tie), or None."""
-    scored = table.dropna(subset=["test_accuracy"])
-    if scored.empty:
+    """The row with the best validation accuracy (ties: fewer parameters), or None."""
+    return chooser.choose(table)
+
+
+CHAMPION_RULE = (
+    "chosen on the validation split (best validation accuracy; ties: fewer parameters), "
+    "so its test accuracy is an honest estimate"
+)
+
+
+def ensemble_summary(table: pd.DataFrame) -> str | None:
+    """One sentence: the ensemble's test accuracy against the best single model's, or None."""
+    rows = table.set_index("model")
+    if chooser.ENSEMBLE not in rows.index:
         return None
-    return str(scored.loc[scored["test_accuracy"].astype(float).idxmax(), "model"])
+    singles = table[table["kind"] != "ensemble"].dropna(subset=["val_accuracy"])
+    if singles.empty:
+        return None
+    best = chooser.choose(singles)
+    ensemble, single = rows.loc[chooser.ENSEMBLE], rows.loc[best]
+    return (
+        f"Ensemble ({ensemble['source']}, members chosen on validation): test accuracy "
+        f"{100 * float(ensemble['test_accuracy']):.2f}% against "
+        f"{100 * float(single['test_accuracy']):.2f}% for the best single model on "
+        f"validation, {best}."
+    )
 
 
 def machine_description() -> str:
@@ -145,7 +217,9 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
             lambda v: "" if v is None or pd.isna(v) else f"{100 * float(v):+.2f} pp"
         )
     shown["target"] = [
-        f"{100 * t:.2f}% {'✓' if m else ('✗' if m is not None and not pd.isna(m) else '')}"
+        ""
+        if t is None or pd.isna(t)
+        else f"{100 * t:.2f}% {'✓' if m else ('✗' if m is not None and not pd.isna(m) else '')}"
         for t, m in zip(table["target"], table["meets_target"], strict=True)
     ]
     shown["worst digit"] = [
@@ -154,7 +228,8 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
     ]
     shown["top confusion"] = table["top_confusion"].fillna("")
     shown["source (reported)"] = [
-        f"{s} ({100 * r:.2f}%)" for s, r in zip(table["source"], table["reported"], strict=True)
+        s if r is None or pd.isna(r) else f"{s} ({100 * r:.2f}%)"
+        for s, r in zip(table["source"], table["reported"], strict=True)
     ]
     shown.loc[table["status"] != "ok", "test acc"] = "missing"
     return shown
@@ -179,7 +254,9 @@ def markdown_report(
     """reports/report.md: the table, the champion and the figures (relative paths)."""
     lines = ["# MNIST architecture comparison", "", results_markdown(table, when, machine)]
     if champion_name:
-        lines.append(f"Champion (best test accuracy): **{champion_name}**")
+        lines.append(f"Champion: **{champion_name}**, {CHAMPION_RULE}.")
+    if sentence := ensemble_summary(table):
+        lines += ["", sentence]
     for title, path in figures.items():
         lines += ["", f"## {title}", "", f"![{title}]({path})"]
     return "\n".join(lines) + "\n"
@@ -199,7 +276,11 @@ def html_report(
         _display(table).to_html(index=False, border=0, classes="results"),
     ]
     if champion_name:
-        body.append(f"<p>Champion (best test accuracy): <b>{html.escape(champion_name)}</b></p>")
+        body.append(
+            f"<p>Champion: <b>{html.escape(champion_name)}</b>, {html.escape(CHAMPION_RULE)}.</p>"
+        )
+    if sentence := ensemble_summary(table):
+        body.append(f"<p>{html.escape(sentence)}</p>")
     for title, png in figures.items():
         data = base64.b64encode(png).decode()
         body += [

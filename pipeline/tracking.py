@@ -9,6 +9,7 @@ saves its local outputs first and then reports which logging failed.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterator, Mapping
@@ -50,6 +51,17 @@ _STORE_FAULTS = {
 # MLflow caps one param value at 6000 characters and one batch at 100 params.
 _PARAM_VALUE_LIMIT = 6000
 _PARAM_BATCH = 100
+# MLflow's own tag and value for a classic model-training experiment. (MLflow 3.17's UI still
+# opens experiments as its GenAI / Model training switch says, GenAI by default; the README's
+# link adds ?workflowType=machine_learning.)
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# The train, validation and test arrays of the processed data set, as MLflow dataset inputs.
+DATASET_SPLITS = (
+    ("train", "training", "y_train"),
+    ("validation", "validation", "y_val"),
+    ("test", "test", "y_test"),
+)
 
 
 def workspace_root() -> Path:
@@ -129,9 +141,15 @@ def connect(config: TrackingConfig) -> str:
 def _experiment_id(name: str, artifact_location: str | None) -> str:
     client = MlflowClient()
     experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location)
+    if experiment is None:
+        return client.create_experiment(
+            name,
+            artifact_location=artifact_location,
+            tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
+        )
+    if experiment.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+        client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    return experiment.experiment_id
 
 
 def _one_line(error: BaseException) -> str:
@@ -233,6 +251,82 @@ class TrackedRun:
             self.set_tags({"pipeline.model_uri": uri})
         return uri
 
+    def log_dvc_datasets(self, path: Path, digest: str, dataset: Mapping[str, Any]) -> None:
+        """Log the train, validation and test splits of the DVC-tracked data set `path` as the
+        run's dataset inputs (digest = DVC's md5 of the file, source = its path in the repo)."""
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        try:
+            source = str(Path(path).resolve().relative_to(workspace_root().resolve()))
+        except ValueError:
+            source = str(path)
+        inputs = [
+            DatasetInput(
+                Dataset(
+                    name=f"mnist-{split}",
+                    digest=digest,
+                    source_type="dvc",
+                    source=source,
+                    profile=json.dumps({"num_rows": int(len(dataset[labels]))}),
+                ),
+                tags=[InputTag("mlflow.data.context", context)],
+            )
+            for split, context, labels in DATASET_SPLITS
+        ]
+        self._guard("log_inputs", self._client.log_inputs, self.run_id, datasets=inputs)
+
+    def log_digit_reader(
+        self,
+        model_files: Mapping[str, Path],
+        manifest: Mapping[str, Any],
+        example: str,
+        name: str = "champion",
+    ) -> str | None:
+        """Log the pyfunc that reads raw images with the Keras files `model_files` (the members
+        named in `manifest`), the project's code, a signature and `example` (a base64 PNG of a
+        real digit) as its input example; return its model URI."""
+        import tempfile
+
+        from mlflow.models import ModelSignature
+        from mlflow.types.schema import Array, ColSpec, DataType, Schema
+
+        from pipeline import paths, serving
+
+        signature = ModelSignature(
+            inputs=Schema(
+                [
+                    ColSpec(DataType.string, serving.IMAGE_COLUMN, required=False),
+                    ColSpec(Array(Array(DataType.long)), serving.PIXELS_COLUMN, required=False),
+                ]
+            ),
+            outputs=Schema(
+                [ColSpec(DataType.long, "digit"), ColSpec(Array(DataType.double), "probabilities")]
+            ),
+        )
+
+        def _log(folder: str) -> str:
+            manifest_path = Path(folder) / serving.MANIFEST
+            manifest_path.write_text(json.dumps(manifest, indent=2))
+            info = mlflow.pyfunc.log_model(
+                name=name,
+                python_model=DigitModel(),
+                artifacts={
+                    serving.MANIFEST: str(manifest_path),
+                    **{f"member_{member}": str(path) for member, path in model_files.items()},
+                },
+                code_paths=[str(paths.ROOT / "pipeline")],
+                signature=signature,
+                input_example=pd.DataFrame({serving.IMAGE_COLUMN: [example]}),
+                pip_requirements=[*_model_requirements(), "pillow", "pandas", "numpy"],
+            )
+            return info.model_uri
+
+        with _active(self.run_id), tempfile.TemporaryDirectory() as folder:
+            uri = self._guard(f"log_model {name}", _log, folder)
+        if uri:
+            self.set_tags({"pipeline.model_uri": uri})
+        return uri
+
     def raise_failures(self) -> None:
         """Raise one TrackingError naming every logging call that failed."""
         if self.failures:
@@ -277,6 +371,30 @@ def _active(run_id: str) -> Iterator[None]:
             mlflow.end_run()
         except Exception as error:  # noqa: BLE001
             log.warning("MLflow end_run failed: %s", _one_line(error))
+
+
+class DigitModel(mlflow.pyfunc.PythonModel):
+    """The registered model: raw images in (see pipeline.serving), digit and probabilities out."""
+
+    def load_context(self, context: Any) -> None:
+        from pipeline import serving
+
+        artifacts = context.artifacts
+        members = {
+            key.removeprefix("member_"): Path(path)
+            for key, path in artifacts.items()
+            if key.startswith("member_")
+        }
+        self.reader = serving.DigitReader.load(Path(artifacts[serving.MANIFEST]), members)
+
+    # No type hints here: MLflow would read them as a second, conflicting input schema.
+    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+        return self.reader.predict(model_input)
+
+
+def attach_run(run_id: str) -> TrackedRun:
+    """Log into an existing run without reopening it: its status and duration stay as they are."""
+    return TrackedRun(run_id)
 
 
 @contextmanager
@@ -381,6 +499,45 @@ def model_summary(model: keras.Model) -> str:
     lines: list[str] = []
     model.summary(print_fn=lambda line, **_: lines.append(line))
     return "\n".join(lines)
+
+
+def register_model(
+    registered_name: str, model_uri: str, tags: Mapping[str, str], alias: str = "champion"
+) -> str:
+    """Register `model_uri` (unless `alias` already points at it) and point `alias` at it;
+    return the version."""
+    client = MlflowClient()
+    try:
+        try:
+            current = client.get_model_version_by_alias(registered_name, alias)
+        except Exception:  # noqa: BLE001 - no such model or alias yet
+            current = None
+        if current is not None and current.tags.get("pipeline.model_uri") == model_uri:
+            return str(current.version)
+        version = mlflow.register_model(
+            model_uri, registered_name, tags={**tags, "pipeline.model_uri": model_uri}
+        )
+        client.set_registered_model_alias(registered_name, alias, version.version)
+        return str(version.version)
+    except Exception as error:  # noqa: BLE001
+        raise TrackingError(
+            f"MLflow {tracking_uri()}: registering {registered_name}@{alias} failed "
+            f"({_one_line(error)})"
+        ) from None
+
+
+def load_registered(registered_name: str, alias: str = "champion") -> Any:
+    """The pyfunc `models:/<registered_name>@<alias>` from the tracking store."""
+    uri = tracking_uri()
+    _check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    try:
+        return mlflow.pyfunc.load_model(f"models:/{registered_name}@{alias}")
+    except Exception as error:  # noqa: BLE001 - a missing alias, model or artifact: one line
+        raise TrackingError(
+            f"MLflow {uri}: cannot load models:/{registered_name}@{alias} ({_one_line(error)}); "
+            "run `dvc repro` to register a champion"
+        ) from None
 
 
 def register_champion(registered_name: str, run_id: str, alias: str = "champion") -> str | None:

@@ -232,18 +232,22 @@ def last_line(log_path: Path) -> str:
 
 
 def wait_until_healthy(
-    url: str, process: subprocess.Popen[bytes], log_path: Path, seconds: float
+    url: str,
+    process: subprocess.Popen[bytes],
+    log_path: Path,
+    seconds: float,
+    health: str = "/health",
 ) -> None:
-    """Poll GET `url`/health until it answers 200; a PipelineError naming the log's last line if
-    the server exits or is not healthy within `seconds`."""
+    """Poll GET `url` + `health` until it answers 200; a PipelineError naming the log's last
+    line if the server exits or is not healthy within `seconds`."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline and process.poll() is None:
         with contextlib.suppress(requests.RequestException):
-            if requests.get(f"{url}/health", timeout=2).status_code == 200:
+            if requests.get(f"{url}{health}", timeout=2).status_code == 200:
                 return
         time.sleep(POLL_SECONDS)  # a polling interval, not synchronisation: /health decides
     state = "exited" if process.poll() is not None else f"not healthy after {seconds:.0f} s"
-    raise PipelineError(f"mlflow server on {url} {state}: {last_line(log_path)}")
+    raise PipelineError(f"server on {url} {state}: {last_line(log_path)}")
 
 
 def stop_process_group(process: subprocess.Popen[Any]) -> None:
@@ -284,15 +288,34 @@ def mlflow_server(
     ]  # fmt: skip
     # No job runner (7 more processes that only slow the start down), no UI telemetry.
     env = pipeline_env(MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false", MLFLOW_DISABLE_TELEMETRY="true")
-    log_path = folder / "server.log"
+    with background_server(command, url=f"http://127.0.0.1:{port}", log_path=folder / "server.log",
+                           env=env, seconds=seconds) as url:  # fmt: skip
+        yield url
+
+
+@contextlib.contextmanager
+def background_server(
+    command: Sequence[str],
+    url: str,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    health: str = "/health",
+    seconds: float = SERVER_START_SECONDS,
+) -> Iterator[str]:
+    """Run a server `command` until `url` + `health` answers 200; yield `url`; stop it after."""
     with log_path.open("wb") as log:
-        # Its own process group: the server runs uvicorn as a child, stopped together.
+        # Its own process group: servers run workers (uvicorn, gunicorn) as children.
         process = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            list(command),
+            cwd=cwd,
+            env=dict(env) if env is not None else pipeline_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
-    url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_healthy(url, process, log_path, seconds)
+        wait_until_healthy(url, process, log_path, seconds, health)
         yield url
     finally:
         stop_process_group(process)

@@ -113,17 +113,22 @@ def test_dvc_metrics_and_plots_show(repo: Path) -> None:
     accuracy = files["reports/models/tiny_cnn/metrics.json"]["data"]["test_accuracy"]
     assert 0.1 < accuracy <= 1.0
     plots = run(["dvc", "plots", "show", "--json"], repo)
-    assert "reports/models/tiny_cnn/predictions.csv" in plots.stdout
+    assert "reports/validation_curves.csv" in plots.stdout  # one overlay of every model
+    assert "reports/plots/tiny_cnn/confusion_validation.png" in plots.stdout
+    assert "reports/models/tiny_cnn/history.csv" not in plots.stdout
 
 
 def test_report_and_champion(client: MlflowClient, repo: Path) -> None:
     report = (repo / "reports" / "report.md").read_text()
     assert "tiny_mlp" in report and "tiny_cnn" in report
     summary = json.loads((repo / "reports" / "summary.json").read_text())
-    best = max(MODELS, key=lambda m: summary["models"][m]["test_accuracy"])
-    assert summary["champion"] == best
+    rows = summary["models"]
+    assert set(rows) == {*MODELS, "ensemble"}
+    assert rows[summary["champion"]]["val_accuracy"] == max(
+        r["val_accuracy"] for r in rows.values()
+    )
     version = client.get_model_version_by_alias("mnist-champion", "champion")
-    assert version.tags["pipeline.model"] == best
+    assert version.tags["pipeline.model"] == summary["champion"]
 
 
 def test_editing_one_model_reruns_only_its_stages(client: MlflowClient, repo: Path) -> None:

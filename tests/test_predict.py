@@ -525,3 +525,38 @@ def test_cli_refuses_model_and_champion_together(capsys: pytest.CaptureFixture[s
     with pytest.raises(SystemExit) as caught:
         predict.main(["digit.png", "--model", "x", "--champion"])
     assert caught.value.code == 2 and "not allowed with" in capsys.readouterr().err
+
+
+def test_cli_reports_a_nan_image_and_still_predicts_the_good_one(
+    installed, inverted_pngs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pixels = np.zeros((28, 28), dtype=np.float32)
+    pixels[5:20, 12:16] = 1.0
+    pixels[0, 0] = np.nan
+    nan_image = saved(Image.fromarray(pixels), tmp_path / "nan.tiff")
+    assert predict.main([str(nan_image), str(inverted_pngs[0])]) == 1
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0].startswith(f"{inverted_pngs[0]}: ") and len(out.splitlines()) == 1
+    assert err.splitlines() == [
+        f"error: {nan_image}: pixel values that are not finite numbers (NaN or inf)"
+    ]
+
+
+def test_any_fault_while_centring_one_image_is_its_own_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    good = saved(draw_seven(), tmp_path / "good.png")
+    odd = saved(draw_seven(size=(100, 100)), tmp_path / "odd.png")
+    real_to_mnist = predict.to_mnist
+
+    def failing_on_odd(gray: np.ndarray, source: object = "image") -> np.ndarray:
+        if str(source).endswith("odd.png"):
+            raise FloatingPointError("overflow in the centre of mass")
+        return real_to_mnist(gray, source)
+
+    monkeypatch.setattr(predict, "to_mnist", failing_on_odd)
+    names, images, errors = predict.load_images([odd, good])
+    assert names == [str(good)] and images.shape == (1, 28, 28)
+    assert [str(error) for error in errors] == [
+        f"{odd}: cannot be read as a digit (FloatingPointError: overflow in the centre of mass)"
+    ]

@@ -1,9 +1,13 @@
-"""Stage evaluate_<kind>@<name>: test-set metrics and figures of one trained model.
+"""Stage evaluate_<kind>@<name>: validation and test metrics and figures of one trained model.
 
 Reads data/processed/dataset.npz, models/<name>.keras, reports/models/<name>/history.csv and
-params (seed, evaluate, tracking). Writes into reports/models/<name>/: metrics.json (DVC metrics),
-per_digit.csv, confusion.csv, top_confusions.csv, predictions.csv (DVC confusion plot) and
-figures/*.png; logs all of it into the MLflow run that trained this exact model file.
+params (seed, evaluate, tracking). Writes into reports/models/<name>/: metrics.json (DVC metrics:
+validation and test accuracy and loss, the test split's worst digit and top confusion),
+per_digit.csv, confusion.csv, top_confusions.csv (test split), probabilities.npz (both splits'
+probabilities and labels, which the report stage ensembles without retraining) and figures/*.png;
+into reports/plots/<name>/ the DVC image plots (both confusion matrices, the misclassified grid).
+Logs all of it into the MLflow run that trained this exact model file without reopening it, so
+that run's duration stays its training time and its status FINISHED.
 """
 
 from __future__ import annotations
@@ -13,111 +17,162 @@ import logging
 import numpy as np
 import pandas as pd
 
-from pipeline import data, io, metrics, paths, plots, provenance, tracking
+from pipeline import data, io, paths, provenance
 from pipeline.config import Params
 from pipeline.entry import run_stage
-from pipeline.models import load_model
 
 log = logging.getLogger(__name__)
 
 
-def _figures(
-    name: str,
-    cm: np.ndarray,
-    dataset: dict,
-    predicted: np.ndarray,
-    probabilities: np.ndarray,
-    grid_size: int,
-    seed: int,
-) -> dict:
-    x_test, y_test = dataset["x_test"], dataset["y_test"]
-    confidence = probabilities.max(axis=1)
-    wrong = metrics.misclassified_indices(y_test, predicted, grid_size, probabilities)
-    sample = np.sort(np.random.default_rng(seed).choice(len(y_test), grid_size, replace=False))
-    history = pd.read_csv(paths.model_reports(name) / "history.csv")
+def _confusion_figures(name: str, split: str, cm: np.ndarray) -> dict:
+    """The confusion matrix of one split, whole and with its diagonal removed."""
+    from pipeline import plots
+
     return {
-        "history.png": plots.history_figure(history),
-        "confusion.png": plots.confusion_figure(cm, f"{name}: confusion matrix"),
-        "confusion_errors.png": plots.confusion_figure(
-            cm, f"{name}: errors only (diagonal removed)", hide_diagonal=True
-        ),
-        "misclassified.png": plots.digit_grid(
-            x_test[wrong],
-            y_test[wrong],
-            predicted[wrong],
-            confidence[wrong],
-            f"{name}: most confident mistakes",
-        ),
-        "samples.png": plots.digit_grid(
-            x_test[sample],
-            y_test[sample],
-            predicted[sample],
-            confidence[sample],
-            f"{name}: random test predictions",
+        "confusion": plots.confusion_figure(cm, f"{name}: {split} confusion matrix"),
+        "confusion_errors": plots.confusion_figure(
+            cm, f"{name}: {split} errors only (diagonal removed)", hide_diagonal=True
         ),
     }
 
 
 def main(params: Params, name: str) -> None:
+    from pipeline import champion, metrics, plots, tracking
+    from pipeline.models import load_model
+
     config = params.evaluate
     experiment = tracking.connect(params.tracking)
     dataset = data.load_dataset(paths.DATASET)
     model_path = paths.model_file(name)
     model = load_model(model_path)
 
-    y_test = dataset["y_test"]
-    probabilities = model.predict(dataset["x_test"], batch_size=config.batch_size, verbose=0)
-    predicted = probabilities.argmax(axis=1)
-    cm = metrics.confusion_matrix(y_test, predicted, params.data.num_classes)
-    table = metrics.per_class_table(cm)
-    top = metrics.top_confusions(cm, config.top_confusions)
-    worst = table.loc[table["accuracy"].idxmin()]
+    splits = {"validation": ("x_val", "y_val", "val"), "test": ("x_test", "y_test", "test")}
+    probabilities, scores, matrices, tables = {}, {}, {}, {}
+    for split, (x_key, y_key, prefix) in splits.items():
+        probabilities[split] = model.predict(
+            dataset[x_key], batch_size=config.batch_size, verbose=0
+        )
+        numbers, matrices[split], tables[split] = champion.split_scores(
+            prefix,
+            dataset[y_key],
+            probabilities[split],
+            params.data.num_classes,
+            config.top_confusions,
+        )
+        scores.update(numbers)
+    y_test, test_probabilities = dataset["y_test"], probabilities["test"]
     results = {
-        "test_accuracy": metrics.accuracy(y_test, predicted),
-        "test_loss": metrics.log_loss(y_test, probabilities),
-        "worst_digit": int(worst["digit"]),
-        "worst_digit_accuracy": float(worst["accuracy"]),
-        "top_confusion": f"{top[0][0]}->{top[0][1]} ({top[0][2]})" if top else "none",
-        **{f"test_accuracy_digit_{int(r.digit)}": float(r.accuracy) for r in table.itertuples()},
-        **metrics.calibration_summary(y_test, probabilities),
+        "val_accuracy": scores["val_accuracy"],
+        "val_loss": scores["val_loss"],
+        "test_accuracy": scores["test_accuracy"],
+        "test_loss": scores["test_loss"],
+        "worst_digit": scores["test_worst_digit"],
+        "worst_digit_accuracy": scores["test_worst_digit_accuracy"],
+        "top_confusion": scores["test_top_confusion"],
+    }
+    # MLflow gets the details too; metrics.json keeps to the numbers worth a column in
+    # `dvc exp show`.
+    details = {
+        **{
+            f"test_accuracy_digit_{int(r.digit)}": float(r.accuracy)
+            for r in tables["test"].itertuples()
+        },
+        **{
+            f"validation_accuracy_digit_{int(r.digit)}": float(r.accuracy)
+            for r in tables["validation"].itertuples()
+        },
+        **metrics.calibration_summary(y_test, test_probabilities),
     }
 
-    # Every figure is drawn before the first write: a fault there leaves the last outputs whole.
-    figures = _figures(name, cm, dataset, predicted, probabilities, config.grid_size, params.seed)
     out = paths.model_reports(name)
+    figures_dir, plots_dir = out / "figures", paths.model_plots(name)
+    test = _confusion_figures(name, "test", matrices["test"])
+    validation = _confusion_figures(name, "validation", matrices["validation"])
+    predicted = test_probabilities.argmax(axis=1)
+    confidence = test_probabilities.max(axis=1)
+    wrong = metrics.misclassified_indices(y_test, predicted, config.grid_size, test_probabilities)
+    sample = np.sort(
+        np.random.default_rng(params.seed).choice(len(y_test), config.grid_size, replace=False)
+    )
+    history = pd.read_csv(out / "history.csv")
+    # Every figure is drawn before the first write: a fault there leaves the last outputs whole.
+    figures = {
+        figures_dir / "history.png": plots.history_figure(history),
+        figures_dir / "confusion_errors.png": test["confusion_errors"],
+        figures_dir / "samples.png": plots.digit_grid(
+            dataset["x_test"][sample],
+            y_test[sample],
+            predicted[sample],
+            confidence[sample],
+            f"{name}: random test predictions",
+        ),
+        plots_dir / "confusion.png": test["confusion"],
+        plots_dir / "confusion_validation.png": validation["confusion"],
+        plots_dir / "misclassified.png": plots.digit_grid(
+            dataset["x_test"][wrong],
+            y_test[wrong],
+            predicted[wrong],
+            confidence[wrong],
+            f"{name}: most confident mistakes",
+        ),
+    }
+
+    top = metrics.top_confusions(matrices["test"], config.top_confusions)
     io.write_json(out / "metrics.json", results)
-    io.write_text(out / "per_digit.csv", table.to_csv(index=False))
-    confusion = pd.DataFrame(cm, index=pd.Index(range(len(cm)), name="true"))
+    io.write_with(
+        out / "probabilities.npz",
+        lambda tmp: np.savez_compressed(
+            tmp,
+            validation=probabilities["validation"].astype(np.float32),
+            test=test_probabilities.astype(np.float32),
+            y_validation=dataset["y_val"],
+            y_test=y_test,
+        ),
+    )
+    io.write_text(out / "per_digit.csv", tables["test"].to_csv(index=False))
+    confusion = pd.DataFrame(matrices["test"], index=pd.Index(range(10), name="true"))
     io.write_text(out / "confusion.csv", confusion.to_csv())
     top_frame = pd.DataFrame(top, columns=["true", "predicted", "count"])
     io.write_text(out / "top_confusions.csv", top_frame.to_csv(index=False))
-    predictions = pd.DataFrame({"actual": y_test, "predicted": predicted})
-    io.write_text(out / "predictions.csv", predictions.to_csv(index=False))
-    for file_name, figure in figures.items():
-        io.save_figure(out / "figures" / file_name, figure)
+    for path, figure in figures.items():
+        io.save_figure(path, figure)
     log.info(
-        "%s: test accuracy %.4f, worst digit %d (%.4f), top confusion %s",
+        "%s: validation accuracy %.4f, test accuracy %.4f, worst digit %d (%.4f), top %s",
         name,
+        results["val_accuracy"],
         results["test_accuracy"],
         results["worst_digit"],
         results["worst_digit_accuracy"],
         results["top_confusion"],
     )
 
-    # The run that trained this exact file; a run-cache restore still finds it by content.
+    # The run that trained this exact file; a model DVC restores (checkout) still finds it.
     sha256 = provenance.file_sha256(model_path)
     run_id = tracking.find_run(experiment, {"pipeline.model_sha256": sha256})
+    tags = {"pipeline.model": name, "pipeline.model_sha256": sha256, "pipeline.evaluated": "true"}
     if run_id is None:
         log.warning("%s: no MLflow run trained %s here; logging into a new run", name, model_path)
-    tags = {"pipeline.model": name, "pipeline.model_sha256": sha256, "pipeline.evaluated": "true"}
-    with tracking.start_run(experiment, name, tags, run_id=run_id) as run:
-        run.log_metrics({k: v for k, v in results.items() if isinstance(v, int | float)})
-        run.set_tags({"pipeline.top_confusion": results["top_confusion"]})
-        run.log_table(table, "evaluation/per_digit.json")
-        for file_name in ("per_digit.csv", "confusion.csv", "top_confusions.csv"):
-            run.log_artifact(out / file_name, "evaluation")
-        run.log_artifact(out / "figures", "evaluation/figures")
+        with tracking.start_run(experiment, name, tags) as run:
+            _log(run, results, details, tables["test"], out, figures_dir, plots_dir)
+    else:
+        run = tracking.attach_run(run_id)
+        run.set_tags(tags)
+        _log(run, results, details, tables["test"], out, figures_dir, plots_dir)
     run.raise_failures()
+
+
+def _log(run, results, details, table, out, figures_dir, plots_dir) -> None:
+    """Everything evaluate wrote, into the model's run."""
+    from pipeline import champion
+
+    numbers = {k: v for k, v in {**results, **details}.items() if isinstance(v, int | float)}
+    run.log_metrics(champion.tracking_names(numbers))
+    run.set_tags({"pipeline.top_confusion": results["top_confusion"]})
+    run.log_table(table, "evaluation/per_digit.json")
+    for file_name in ("per_digit.csv", "confusion.csv", "top_confusions.csv"):
+        run.log_artifact(out / file_name, "evaluation")
+    run.log_artifact(figures_dir, "evaluation/figures")
+    run.log_artifact(plots_dir, "evaluation/figures")
 
 
 if __name__ == "__main__":

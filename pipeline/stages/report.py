@@ -1,10 +1,16 @@
-"""Stage report: compare every model and crown a champion.
+"""Stage report: compare every model and the ensemble, crown a champion on validation.
 
-Reads reports/models/<name>/{train.json,metrics.json,per_digit.csv,history.csv} of every model in
-params.models, and HEAD's committed metrics as the baseline. Writes reports/report.md,
-reports/report.html (self-contained), reports/figures/*.png and reports/summary.json (DVC
-metrics); logs them to an MLflow summary run linked to each model's run, and registers the best
-model under tracking.registered_model with the alias `champion`.
+Reads reports/models/<name>/{train.json,metrics.json,per_digit.csv,history.csv,probabilities.npz}
+of every model in params.models, data/processed/dataset.npz (the normalisation and one real digit
+as the served model's input example) and HEAD's committed metrics as the baseline. Chooses an
+ensemble of the trained models by greedy forward selection on the validation probabilities only,
+and the champion (a model or the ensemble) by validation accuracy. Writes reports/report.md,
+reports/report.html (self-contained), reports/figures/*.png, reports/validation_curves.csv (the
+DVC plot overlaying every model's validation curve), reports/plots/ensemble/*.png (both
+confusion matrices), reports/ensemble_per_digit.csv and reports/summary.json (DVC metrics).
+Logs the ensemble into an MLflow run of its own, the rest into a summary run linked to each
+model's run, and registers the champion under
+tracking.registered_model with the alias `champion`: a pyfunc that reads raw images.
 """
 
 from __future__ import annotations
@@ -13,9 +19,12 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from pipeline import io, paths, plots, provenance, report, tracking
+import pandas as pd
+
+from pipeline import champion, data, io, paths, provenance, report
 from pipeline.config import Params
 from pipeline.entry import run_stage
+from pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +43,8 @@ def _baseline(names: list[str]) -> dict[str, float]:
 
 def _model_runs(experiment: str, names: list[str]) -> dict[str, str]:
     """MLflow run of each model, found by the content hash of its model file."""
+    from pipeline import tracking
+
     runs = {}
     for name in names:
         path = paths.model_file(name)
@@ -46,19 +57,66 @@ def _model_runs(experiment: str, names: list[str]) -> dict[str, str]:
     return runs
 
 
+def _ensemble(params: Params, stored: dict[str, dict]) -> dict | None:
+    """Members chosen on validation, and the blend's scores, matrices and tables on both splits."""
+    if not stored:
+        return None
+    first = next(iter(stored.values()))
+    validation = {name: arrays["validation"] for name, arrays in stored.items()}
+    weights = champion.greedy_ensemble(validation, first["y_validation"], params.ensemble.rounds)
+    result: dict = {"weights": weights, "scores": {}}
+    for split, prefix in (("validation", "val"), ("test", "test")):
+        blended = champion.blend({n: a[split] for n, a in stored.items()}, weights)
+        scores, result[f"{split}_cm"], result[f"{split}_table"] = champion.split_scores(
+            prefix,
+            first[f"y_{split}"],
+            blended,
+            params.data.num_classes,
+            params.evaluate.top_confusions,
+        )
+        result["scores"].update(scores)
+    return result
+
+
 def main(params: Params) -> None:
-    experiment = tracking.connect(params.tracking)
+    from pipeline import plots, serving, tracking
+
     names = list(params.models)
+    if champion.ENSEMBLE in names:
+        raise ConfigError(f"models: the name {champion.ENSEMBLE!r} is reserved for the ensemble")
+    experiment = tracking.connect(params.tracking)
     results = report.load_results(params.models, paths.MODEL_REPORTS_DIR)
     table = report.comparison_table(results, _baseline(names))
+    ensemble = _ensemble(params, report.load_probabilities(names, paths.MODEL_REPORTS_DIR))
+    extra_digits = {}
+    if ensemble is not None:
+        row = report.ensemble_row(
+            ensemble["weights"], table, ensemble["scores"], ensemble["scores"]
+        )
+        table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
+        extra_digits[champion.ENSEMBLE] = ensemble["test_table"]
+        ensemble_plots = paths.model_plots(champion.ENSEMBLE)
+        for file_name, split in (
+            ("confusion.png", "test"),
+            ("confusion_validation.png", "validation"),
+        ):
+            figure = plots.confusion_figure(
+                ensemble[f"{split}_cm"], f"ensemble: {split} confusion matrix"
+            )
+            io.save_figure(ensemble_plots / file_name, figure)
+        io.write_text(
+            paths.REPORTS_DIR / "ensemble_per_digit.csv",
+            ensemble["test_table"].to_csv(index=False),
+        )
     best = report.champion(table)
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     machine = report.machine_description()
 
+    histories = {r.spec.name: r.history for r in results if r.history is not None}
     figures = {
         "Per-digit test accuracy": (
             "per_digit_accuracy.png",
-            plots.per_digit_heatmap(report.per_digit_matrix(results)),
+            plots.per_digit_heatmap(report.per_digit_matrix(results, extra_digits)),
         ),
         "Test accuracy against parameters": (
             "accuracy_vs_parameters.png",
@@ -66,13 +124,20 @@ def main(params: Params) -> None:
         ),
         "Validation accuracy per epoch": (
             "validation_curves.png",
-            plots.curves_overlay(
-                {r.spec.name: r.history for r in results if r.history is not None}
-            ),
+            plots.curves_overlay(histories),
         ),
     }
     for file_name, figure in figures.values():
         io.save_figure(paths.REPORT_FIGURES_DIR / file_name, figure)
+    curves = [
+        history[["epoch", "val_accuracy"]].assign(model=model)
+        for model, history in histories.items()
+        if {"epoch", "val_accuracy"} <= set(history)
+    ]
+    io.write_text(
+        paths.REPORTS_DIR / "validation_curves.csv",
+        pd.concat(curves).to_csv(index=False) if curves else "epoch,val_accuracy,model\n",
+    )
     pngs = {t: (paths.REPORT_FIGURES_DIR / f).read_bytes() for t, (f, _) in figures.items()}
     links = {t: f"figures/{f}" for t, (f, _) in figures.items()}
     io.write_text(
@@ -82,18 +147,17 @@ def main(params: Params) -> None:
         paths.REPORTS_DIR / "report.html", report.html_report(table, pngs, when, machine, best)
     )
     io.write_text(paths.RESULTS, report.results_markdown(table, when, machine))
-    summary = {
-        "champion": best,
-        "models": {row.model: {"test_accuracy": row.test_accuracy} for row in table.itertuples()},
-    }
+    summary = _summary(table, best, ensemble)
     io.write_json(paths.REPORTS_DIR / "summary.json", summary)
-    log.info("champion: %s", best)
+    log.info("champion (on validation): %s", best)
 
     runs = _model_runs(experiment, names)
+    if ensemble is not None:
+        runs[champion.ENSEMBLE] = _log_ensemble(experiment, ensemble, runs)
     tags = {
         "pipeline.stage": "report",
         "pipeline.champion": best or "none",
-        **{f"pipeline.run.{name}": run_id for name, run_id in runs.items()},
+        **{f"pipeline.run.{model}": run_id for model, run_id in runs.items()},
         **provenance.git_tags(),
         **provenance.dvc_tags(),
     }
@@ -102,15 +166,107 @@ def main(params: Params) -> None:
         for file_name in ("report.md", "report.html", "results.md", "summary.json"):
             run.log_artifact(paths.REPORTS_DIR / file_name)
         run.log_artifact(paths.REPORT_FIGURES_DIR, "figures")
-    if best in runs:
-        version = tracking.register_champion(params.tracking.registered_model, runs[best])
+        model_uri = None
+        if best is not None and params.tracking.log_model:
+            weights = ensemble["weights"] if best == champion.ENSEMBLE else {best: 1}
+            dataset = data.load_dataset(paths.DATASET)
+            model_uri = run.log_digit_reader(
+                {member: paths.model_file(member) for member in weights},
+                serving.manifest(weights, dataset["mean"], dataset["std"]),
+                _example(dataset),
+            )
+    failures = run.failures
+    if model_uri:
+        version = tracking.register_model(
+            params.tracking.registered_model,
+            model_uri,
+            {"pipeline.model": best, "pipeline.run_id": runs.get(best, run.run_id)},
+        )
         log.info(
             "registered %s as %s@champion (version %s)",
             best,
             params.tracking.registered_model,
             version,
         )
+    if failures:
+        run.raise_failures()
+
+
+def _example(dataset: dict) -> str:
+    """The first validation digit, back in [0, 1], as a base64 PNG: the served input example."""
+    from pipeline import serving
+
+    digit = dataset["x_val"][0].reshape(dataset["x_val"].shape[1:3])
+    return serving.png_base64(digit * dataset["std"] + dataset["mean"])
+
+
+def _summary(table: pd.DataFrame, best: str | None, ensemble: dict | None) -> dict:
+    """summary.json: the champion, the rule that chose it, every row's two accuracies."""
+
+    def number(value: object) -> float | None:
+        return None if value is None or pd.isna(value) else float(value)
+
+    summary: dict = {
+        "champion": best,
+        "chosen_on": "validation accuracy (ties: fewer parameters)",
+        "models": {
+            row.model: {
+                "val_accuracy": number(row.val_accuracy),
+                "test_accuracy": number(row.test_accuracy),
+            }
+            for row in table.itertuples()
+        },
+    }
+    if ensemble is not None:
+        singles = table[table["kind"] != "ensemble"]
+        best_single = champion.choose(singles)
+        summary["ensemble"] = {
+            "members": ensemble["weights"],
+            "val_accuracy": ensemble["scores"]["val_accuracy"],
+            "test_accuracy": ensemble["scores"]["test_accuracy"],
+        }
+        if best_single is not None:
+            summary["best_single"] = {
+                "model": best_single,
+                "test_accuracy": summary["models"][best_single]["test_accuracy"],
+            }
+    return summary
+
+
+def _log_ensemble(experiment: str, ensemble: dict, runs: dict[str, str]) -> str:
+    """The ensemble's own MLflow run: members, both splits' scores and confusion matrices."""
+    from pipeline import tracking
+
+    weights = ensemble["weights"]
+    tags = {
+        "pipeline.model": champion.ENSEMBLE,
+        "pipeline.kind": "ensemble",
+        # not "report": one run per report stage carries that, and tools look for the newest
+        "pipeline.stage": "ensemble",
+        "pipeline.members": report.members_text(weights),
+        **{f"pipeline.run.{member}": runs[member] for member in weights if member in runs},
+        **provenance.git_tags(),
+        **provenance.dvc_tags(),
+    }
+    with tracking.start_run(experiment, champion.ENSEMBLE, tags) as run:
+        run.log_params(
+            {
+                "ensemble.members": report.members_text(weights),
+                **{f"ensemble.weight.{member}": count for member, count in weights.items()},
+            }
+        )
+        numbers = {k: v for k, v in ensemble["scores"].items() if isinstance(v, int | float)}
+        numbers.update(
+            {
+                f"test_accuracy_digit_{int(r.digit)}": float(r.accuracy)
+                for r in ensemble["test_table"].itertuples()
+            }
+        )
+        run.log_metrics(champion.tracking_names(numbers))
+        run.log_table(ensemble["test_table"], "evaluation/per_digit.json")
+        run.log_artifact(paths.model_plots(champion.ENSEMBLE), "evaluation/figures")
     run.raise_failures()
+    return run.run_id
 
 
 if __name__ == "__main__":

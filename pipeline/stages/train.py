@@ -92,6 +92,7 @@ def main(params: Params, name: str) -> None:
     with tracking.start_run(experiment, name, tags, run_id=resumed) as run:
         checkpoint.save_run_id(run.run_id)
         run.log_params(run_params(params, spec, model, dataset))
+        run.log_dvc_datasets(paths.DATASET, data_md5, dataset)
         run.log_text(tracking.model_summary(model), "model_summary.txt")
         history = training.fit(
             trainee,
