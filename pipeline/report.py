@@ -235,13 +235,18 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
-def results_markdown(table: pd.DataFrame, when: str, machine: str) -> str:
-    """The comparison table in Markdown, headed by when and where it was measured."""
-    return (
-        f"Measured {when} on {machine}.\n\n"
-        + _display(table).to_markdown(index=False, disable_numparse=True)
-        + "\n"
-    )
+def results_markdown(
+    table: pd.DataFrame, when: str, machine: str, champion_name: str | None = None
+) -> str:
+    """The comparison table in Markdown, headed by when and where it was measured, followed by
+    the champion and the ensemble's sentence."""
+    markdown = _display(table).to_markdown(index=False, disable_numparse=True)
+    lines = [f"Measured {when} on {machine}.", "", markdown]
+    if champion_name:
+        lines += ["", f"Champion: **{champion_name}**, {CHAMPION_RULE}."]
+    if sentence := ensemble_summary(table):
+        lines += ["", sentence]
+    return "\n".join(lines) + "\n"
 
 
 def markdown_report(

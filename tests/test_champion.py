@@ -124,6 +124,10 @@ def test_ensemble_row_sits_in_the_table_and_the_report_names_the_rule() -> None:
     assert "| ensemble" in text and "chosen on the validation split" in text
     assert "test accuracy 94.00% against 91.00% for the best single model on validation, a" in text
     assert "val acc" in text and "test acc" in text
+    results = report.results_markdown(full, "now", "here", report.champion(full))
+    assert results.startswith("Measured now on here.")
+    assert "Champion: **ensemble**, chosen on the validation split" in results
+    assert "test accuracy 94.00% against 91.00%" in results
 
 
 # ---------------------------------------------------------------------------- serving requests

@@ -146,7 +146,7 @@ def main(params: Params) -> None:
     io.write_text(
         paths.REPORTS_DIR / "report.html", report.html_report(table, pngs, when, machine, best)
     )
-    io.write_text(paths.RESULTS, report.results_markdown(table, when, machine))
+    io.write_text(paths.RESULTS, report.results_markdown(table, when, machine, best))
     summary = _summary(table, best, ensemble)
     io.write_json(paths.REPORTS_DIR / "summary.json", summary)
     log.info("champion (on validation): %s", best)
