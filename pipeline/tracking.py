@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -372,11 +371,6 @@ def _active(run_id: str) -> Iterator[None]:
             mlflow.end_run()
         except Exception as error:  # noqa: BLE001
             log.warning("MLflow end_run failed: %s", _one_line(error))
-
-
-# Defining a PythonModel without type hints warns once per process; the schema is the logged
-# signature instead (see DigitModel.predict).
-warnings.filterwarnings("ignore", ".*Add type hints to the `predict` method", UserWarning)
 
 
 class DigitModel(mlflow.pyfunc.PythonModel):
