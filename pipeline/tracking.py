@@ -542,32 +542,16 @@ def load_registered(registered_name: str, alias: str = "champion") -> Any:
 
 def register_champion(registered_name: str, run_id: str, alias: str = "champion") -> str | None:
     """Register the model logged by `run_id` and point `alias` at it; return the version."""
-    client = MlflowClient()
     try:
-        run = client.get_run(run_id)
-        model_uri = run.data.tags.get("pipeline.model_uri")
-        if not model_uri:
-            log.warning("run %s logged no model; nothing to register", run_id)
-            return None
-        try:
-            current = client.get_model_version_by_alias(registered_name, alias)
-        except Exception:  # noqa: BLE001 - no such model or alias yet
-            current = None
-        if current is not None and current.tags.get("pipeline.model_uri") == model_uri:
-            return str(current.version)  # an int from a SQLite store, a str over REST
-        version = mlflow.register_model(
-            model_uri,
-            registered_name,
-            tags={
-                "pipeline.model": run.data.tags.get("pipeline.model", ""),
-                "pipeline.model_uri": model_uri,
-                "pipeline.run_id": run_id,
-            },
-        )
-        client.set_registered_model_alias(registered_name, alias, version.version)
-        return str(version.version)
+        tags = MlflowClient().get_run(run_id).data.tags
     except Exception as error:  # noqa: BLE001
         raise TrackingError(
             f"MLflow {tracking_uri()}: registering {registered_name}@{alias} failed "
             f"({_one_line(error)})"
         ) from None
+    model_uri = tags.get("pipeline.model_uri")
+    if not model_uri:
+        log.warning("run %s logged no model; nothing to register", run_id)
+        return None
+    run_tags = {"pipeline.model": tags.get("pipeline.model", ""), "pipeline.run_id": run_id}
+    return register_model(registered_name, model_uri, run_tags, alias)
