@@ -19,6 +19,7 @@ CONFIG = TrackingConfig(experiment="champion-tests", registered_model="served", 
 @pytest.fixture
 def experiment_id(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'store.db'}")
+    monkeypatch.chdir(tmp_path)  # a SQLite store's default artifact root is ./mlruns
     return tracking.connect(CONFIG)
 
 

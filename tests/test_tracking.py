@@ -108,6 +108,7 @@ def experiment_id(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, empty_store: 
     """A fresh SQLite store named by MLFLOW_TRACKING_URI, connected."""
     shutil.copyfile(empty_store, tmp_path / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlflow.db")
+    monkeypatch.chdir(tmp_path)  # a SQLite store's default artifact root is ./mlruns
     # A workspace that must stay untouched: the URI, not the workspace, decides the store.
     monkeypatch.setenv("DVC_ROOT", str(tmp_path / "workspace"))
     return tracking.connect(CONFIG)
