@@ -185,7 +185,8 @@ def ensemble_summary(table: pd.DataFrame) -> str | None:
 
 
 def machine_description() -> str:
-    """CPU model, cores, memory and OS of this machine, for the results table."""
+    """CPU model, cores, memory and OS of this machine, for the results table (no kernel build:
+    the hardware is what a reader compares)."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -200,7 +201,7 @@ def machine_description() -> str:
         memory = f", {pages / 2**30:.0f} GiB RAM"
     except (ValueError, OSError):
         pass
-    return f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()} {platform.release()}"
+    return f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()}"
 
 
 def _display(table: pd.DataFrame) -> pd.DataFrame:
@@ -240,7 +241,9 @@ def results_markdown(
 ) -> str:
     """The comparison table in Markdown, headed by when and where it was measured, followed by
     the champion and the ensemble's sentence."""
-    markdown = _display(table).to_markdown(index=False, disable_numparse=True)
+    # The README's copy keeps the columns that compare models; report.md has them all.
+    shown = _display(table).drop(columns=["kind", "worst digit", "top confusion"])
+    markdown = shown.to_markdown(index=False, disable_numparse=True)
     lines = [f"Measured {when} on {machine}.", "", markdown]
     if champion_name:
         lines += ["", f"Champion: **{champion_name}**, {CHAMPION_RULE}."]
