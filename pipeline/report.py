@@ -242,7 +242,9 @@ def results_markdown(
     """The comparison table in Markdown, headed by when and where it was measured, followed by
     the champion and the ensemble's sentence."""
     # The README's copy keeps the columns that compare models; report.md has them all.
-    shown = _display(table).drop(columns=["kind", "worst digit", "top confusion"])
+    shown = _display(table).drop(
+        columns=["kind", "Δ vs HEAD", "worst digit", "top confusion"], errors="ignore"
+    )
     markdown = shown.to_markdown(index=False, disable_numparse=True)
     lines = [f"Measured {when} on {machine}.", "", markdown]
     if champion_name:
