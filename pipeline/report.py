@@ -236,22 +236,29 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
     return shown
 
 
+def _measured(shown: pd.DataFrame, when: str, machine: str) -> list[str]:
+    """A displayed table in Markdown, headed by when and where it was measured."""
+    markdown = shown.to_markdown(index=False, disable_numparse=True)
+    return [f"Measured {when} on {machine}.", "", markdown]
+
+
+def _verdict(table: pd.DataFrame, champion_name: str | None) -> list[str]:
+    """The champion and the ensemble's sentence, each after a blank line."""
+    lines = ["", f"Champion: **{champion_name}**, {CHAMPION_RULE}."] if champion_name else []
+    if sentence := ensemble_summary(table):
+        lines += ["", sentence]
+    return lines
+
+
 def results_markdown(
     table: pd.DataFrame, when: str, machine: str, champion_name: str | None = None
 ) -> str:
-    """The comparison table in Markdown, headed by when and where it was measured, followed by
-    the champion and the ensemble's sentence."""
-    # The README's copy keeps the columns that compare models; report.md has them all.
-    shown = _display(table).drop(
+    """reports/results.md, which `make results` copies into the README: the columns that
+    compare models (report.md has them all), the champion and the ensemble's sentence."""
+    compact = _display(table).drop(
         columns=["kind", "Δ vs HEAD", "worst digit", "top confusion"], errors="ignore"
     )
-    markdown = shown.to_markdown(index=False, disable_numparse=True)
-    lines = [f"Measured {when} on {machine}.", "", markdown]
-    if champion_name:
-        lines += ["", f"Champion: **{champion_name}**, {CHAMPION_RULE}."]
-    if sentence := ensemble_summary(table):
-        lines += ["", sentence]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*_measured(compact, when, machine), *_verdict(table, champion_name)]) + "\n"
 
 
 def markdown_report(
@@ -262,11 +269,8 @@ def markdown_report(
     champion_name: str | None,
 ) -> str:
     """reports/report.md: the table, the champion and the figures (relative paths)."""
-    lines = ["# MNIST architecture comparison", "", results_markdown(table, when, machine)]
-    if champion_name:
-        lines.append(f"Champion: **{champion_name}**, {CHAMPION_RULE}.")
-    if sentence := ensemble_summary(table):
-        lines += ["", sentence]
+    lines = ["# MNIST architecture comparison", "", *_measured(_display(table), when, machine)]
+    lines += _verdict(table, champion_name)
     for title, path in figures.items():
         lines += ["", f"## {title}", "", f"![{title}]({path})"]
     return "\n".join(lines) + "\n"
