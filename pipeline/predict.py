@@ -30,8 +30,6 @@ from pipeline.entry import exit_code, select_backend
 from pipeline.errors import DataError, PipelineError
 from pipeline.imaging import read_image, to_mnist
 
-PREDICT_BATCH = 256
-
 
 def champion_name() -> str:
     """The champion model's name from reports/summary.json, written by the report stage."""
@@ -88,17 +86,8 @@ def load_images(
 def load_encoded(files: Sequence[str | Path]) -> tuple[list[str], list[str], list[PipelineError]]:
     """(file names, their bytes in base64, errors) for the files that read and centre as digits:
     the request a served model gets."""
-    names: list[str] = []
-    encoded: list[str] = []
-    errors: list[PipelineError] = []
-    for file in files:
-        try:
-            to_mnist(read_image(file), source=file)  # each file's own error line, here
-            data = Path(file).read_bytes()
-            encoded.append(base64.b64encode(data).decode("ascii"))
-            names.append(str(file))
-        except Exception as error:  # noqa: BLE001 - one bad image must not hide the others
-            errors.append(_as_data_error(file, error))
+    names, _, errors = load_images(files)  # each file's own error line, as locally
+    encoded = [base64.b64encode(Path(name).read_bytes()).decode("ascii") for name in names]
     return names, encoded, errors
 
 
@@ -122,10 +111,13 @@ def classify(
     model: Any, names: Sequence[str], images: np.ndarray, mean: float, std: float
 ) -> list[dict[str, Any]]:
     """One result per image: file, digit, its probability and all ten probabilities."""
+    from pipeline.serving import DigitReader
+
     if len(names) == 0:
         return []
-    batch = ((images - np.float32(mean)) / np.float32(std)).astype(np.float32)[..., np.newaxis]
-    return results(names, model.predict(batch, batch_size=PREDICT_BATCH, verbose=0))
+    return results(
+        names, DigitReader({"model": model}, {"model": 1}, mean, std).probabilities(images)
+    )
 
 
 def predict_files(
@@ -171,7 +163,6 @@ def _registered(files: Sequence[str]) -> tuple[list[dict[str, Any]], list[Pipeli
     import pandas as pd
 
     from pipeline import tracking
-    from pipeline.config import load_params
     from pipeline.serving import IMAGE_COLUMN
 
     model = tracking.load_registered(load_params().tracking.registered_model)
