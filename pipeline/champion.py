@@ -13,8 +13,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline import metrics
-
-ENSEMBLE = "ensemble"  # the ensemble's row, folder and run name; no model may take it
+from pipeline.config import ENSEMBLE as ENSEMBLE  # the ensemble's row, folder and run name
 
 
 def split_scores(

@@ -50,6 +50,7 @@ __all__ = [
 MODEL_KINDS = ("mlp", "cnn")
 # A shell word, a path segment, a DVC stage key, an MLflow run name and a Keras model name.
 MODEL_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+ENSEMBLE = "ensemble"  # the report's ensemble row, folder and run name; no model may take it
 MAX_UNITS = 16_384  # hidden/dense units and conv filters: one such layer fits a 24 GiB machine
 MAX_WINDOW = 28  # conv kernel, pool window and stride: at most the MNIST image side
 MAX_PARAMETERS = 100_000_000  # weights, Adam's two moments and gradients: ~1.6 GB in float32
@@ -285,6 +286,8 @@ class Params:
                         f".{kind}.{name!r}: a model name must match {MODEL_NAME.pattern} (a shell "
                         "word, a path segment, a DVC stage key, an MLflow run name)"
                     )
+                if name == ENSEMBLE:
+                    _fail(f".{kind}.{name}: the name {ENSEMBLE!r} is reserved for the ensemble")
                 if name in kinds:
                     _fail(f".{kind}.{name}: duplicate model name (also models.{kinds[name]})")
                 kinds[name] = kind

@@ -415,6 +415,11 @@ def test_unsafe_model_name_is_one_line_naming_key_and_rule(name: str) -> None:
     assert message == f"models.mlp.{name!r}: {NAME_RULE}a DVC stage key, an MLflow run name)"
 
 
+def test_the_ensembles_name_is_reserved() -> None:
+    message = config_error(renamed("ensemble"))
+    assert message == "models.mlp.ensemble: the name 'ensemble' is reserved for the ensemble"
+
+
 @pytest.mark.parametrize(
     ("dotted", "value", "expected"),
     [

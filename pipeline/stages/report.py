@@ -24,7 +24,6 @@ import pandas as pd
 from pipeline import champion, data, io, paths, provenance, report
 from pipeline.config import Params
 from pipeline.entry import run_stage
-from pipeline.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +81,6 @@ def main(params: Params) -> None:
     from pipeline import plots, serving, tracking
 
     names = list(params.models)
-    if champion.ENSEMBLE in names:
-        raise ConfigError(f"models: the name {champion.ENSEMBLE!r} is reserved for the ensemble")
     experiment = tracking.connect(params.tracking)
     results = report.load_results(params.models, paths.MODEL_REPORTS_DIR)
     table = report.comparison_table(results, _baseline(names))
