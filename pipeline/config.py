@@ -34,6 +34,8 @@ from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticCustomError
 
 from pipeline.errors import ConfigError
+from pipeline.layers import LAYER_TYPES, Dense, Layer, Units
+from pipeline.layers import parameter_count as count_layers
 from pipeline.paths import PARAMS
 
 __all__ = [
@@ -43,7 +45,7 @@ __all__ = [
     "parameter_count",
     "Params",
     "ModelSpec",
-    "LayerSpec",
+    "Layer",
     "EnsembleConfig",
 ]
 
@@ -51,8 +53,6 @@ MODEL_KINDS = ("mlp", "cnn")
 # A shell word, a path segment, a DVC stage key, an MLflow run name and a Keras model name.
 MODEL_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 ENSEMBLE = "ensemble"  # the report's ensemble row, folder and run name; no model may take it
-MAX_UNITS = 16_384  # hidden/dense units and conv filters: one such layer fits a 24 GiB machine
-MAX_WINDOW = 28  # conv kernel, pool window and stride: at most the MNIST image side
 MAX_PARAMETERS = 100_000_000  # weights, Adam's two moments and gradients: ~1.6 GB in float32
 SHA256 = r"^[0-9a-f]{64}$"
 
@@ -92,7 +92,6 @@ Fraction = _checked(StrictFloat, "must be in (0, 1)", lambda v: 0 < v < 1)
 ImageShape = _checked(
     tuple[StrictInt, ...], "must be two positive ints", lambda v: len(v) == 2 and min(v) > 0
 )
-Units = Annotated[StrictInt, Field(gt=0, le=MAX_UNITS)]
 
 
 @dataclass(frozen=True, config=_STRICT)
@@ -149,56 +148,6 @@ class TrainConfig:
 
 
 @dataclass(frozen=True, config=_STRICT)
-class LayerSpec:
-    """One CNN layer: conv, pool, dense, dropout, batchnorm or flatten."""
-
-    type: Literal["conv", "pool", "dense", "dropout", "batchnorm", "flatten"]
-    size: StrictInt = 0  # filters for conv, units for dense, window for pool
-    kernel: StrictInt = 0
-    padding: Literal["valid", "same"] = "valid"
-    stride: StrictInt = 1  # conv only: 2 halves the output, a learned alternative to pooling
-
-
-BAD_LAYER = "must be dropout, batchnorm, flatten, {conv: N, kernel: K}, {pool: N} or {dense: N}"
-_LAYER_KEYS = {"conv": {"conv", "kernel"}, "pool": {"pool"}, "dense": {"dense"}}
-_LAYER_LIMITS = {"conv": MAX_UNITS, "dense": MAX_UNITS, "kernel": MAX_WINDOW}
-_LAYER_LIMITS |= {"pool": MAX_WINDOW, "stride": MAX_WINDOW}
-
-
-def _layer(raw: Any) -> Any:
-    """params.yaml's shorthand (`flatten`, `{conv: 32, kernel: 3}`) -> LayerSpec's fields."""
-    # By hand: the layer type is one of the keys, and one message shows every accepted shape.
-    if isinstance(raw, LayerSpec):
-        return raw
-    if isinstance(raw, str) and raw in ("dropout", "batchnorm", "flatten"):
-        return {"type": raw}
-    if not isinstance(raw, dict) or not raw:
-        _fail(f" {BAD_LAYER}, got {raw!r}")
-    layer_type = next((k for k in raw if k in _LAYER_KEYS), next(iter(raw)))
-    if layer_type not in _LAYER_KEYS:
-        _fail(f" has unknown layer type {layer_type!r} (known: conv, pool, dense)")
-    conv = layer_type == "conv"
-    sizes = {k: v for k, v in raw.items() if not (conv and k == "padding")}
-    required, optional = _LAYER_KEYS[layer_type], {"stride"} if conv else set()
-    if not required <= set(sizes) <= required | optional:
-        also = " (optional: padding, stride)" if conv else ""
-        got = sorted(sizes, key=str)
-        _fail(f" must have exactly the keys {sorted(required)}{also}, got {got}")
-    for key, value in sizes.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            _fail(f".{key} must be a positive integer, got {value!r}")
-        if value > _LAYER_LIMITS[key]:
-            _fail(f".{key} must be <= {_LAYER_LIMITS[key]}, got {value!r}")
-    return {
-        "type": layer_type,
-        "size": sizes[layer_type],
-        "kernel": sizes.get("kernel", 0),
-        "padding": raw.get("padding", "valid"),
-        "stride": sizes.get("stride", 1),
-    }
-
-
-@dataclass(frozen=True, config=_STRICT)
 class AugmentConfig:
     """Random training-time distortions: one resampling (pipeline.augment), none at inference."""
 
@@ -217,7 +166,7 @@ class ModelSpec:
     dropout: Rate
     train: TrainConfig
     hidden: tuple[Units, ...] = ()
-    layers: tuple[Annotated[LayerSpec, BeforeValidator(_layer)], ...] = ()
+    layers: tuple[Layer, ...] = ()
     augment: AugmentConfig = AugmentConfig()
 
 
@@ -333,28 +282,9 @@ def _entry(kind: str, name: str, entry: Any, defaults: dict[str, Any]) -> Any:
 
 
 def parameter_count(spec: ModelSpec, image_shape: tuple[int, ...], num_classes: int) -> int:
-    """Keras' count_params() of `models.build_model(spec, ...)`, computed without building it.
-
-    Exact for every model the builder accepts; where a window exceeds its map (which the builder
-    refuses) the map is taken as 1x1, so the count stays an upper estimate.
-    """
-    (height, width), channels, count = image_shape, 1, 0
-    layers = spec.layers if spec.kind == "cnn" else [LayerSpec("dense", n) for n in spec.hidden]
-    for layer in layers:
-        if layer.type == "conv":
-            count += (layer.kernel * layer.kernel * channels + 1) * layer.size
-            channels, same, k, s = layer.size, layer.padding == "same", layer.kernel, layer.stride
-            height, width = (-(-d // s) if same else (d - k) // s + 1 for d in (height, width))
-        elif layer.type == "pool":
-            height, width = height // layer.size, width // layer.size
-        elif layer.type in ("flatten", "dense"):
-            channels, height, width = height * width * channels, 1, 1
-            if layer.type == "dense":
-                count, channels = count + (channels + 1) * layer.size, layer.size
-        elif layer.type == "batchnorm":
-            count += 4 * channels  # gamma, beta, moving mean and variance
-        height, width = max(height, 1), max(width, 1)
-    return count + (height * width * channels + 1) * num_classes
+    """Keras' count_params() of `models.build_model(spec, ...)`, computed without building it."""
+    layers = spec.layers if spec.kind == "cnn" else tuple(Dense(units) for units in spec.hidden)
+    return count_layers(layers, image_shape, num_classes)
 
 
 # ---------------------------------------------------------------------------- errors
@@ -381,11 +311,18 @@ def _shown(part: Any) -> str:
     return text if text.isprintable() else repr(text)
 
 
+def _is_tag(loc: tuple[Any, ...], index: int) -> bool:
+    """Whether loc[index] is the layer type pydantic puts after a layer's position."""
+    return index >= 2 and loc[index - 2] == "layers" and loc[index] in LAYER_TYPES
+
+
 def _known_keys(loc: tuple[Any, ...]) -> str:
     """The keys of the section at `loc`, for an unknown key's error ('' if not a section)."""
     node: Any = Params
-    for part in loc:
-        if dataclasses.is_dataclass(node):
+    for index, part in enumerate(loc):
+        if _is_tag(loc, index):
+            node = LAYER_TYPES[part]
+        elif dataclasses.is_dataclass(node):
             node = typing.get_type_hints(node).get(part)
         else:  # tuple[X, ...] or Mapping[str, X]
             args = typing.get_args(node)
@@ -397,7 +334,7 @@ def _known_keys(loc: tuple[Any, ...]) -> str:
 def _message(error: Any) -> str:
     """One line for pydantic's first error: the dotted key, what is allowed, what was given."""
     loc, kind, ctx, given = error["loc"], error["type"], error.get("ctx", {}), error["input"]
-    key = ".".join(_shown(part) for part in loc)
+    key = ".".join(_shown(part) for i, part in enumerate(loc) if not _is_tag(loc, i))
     if kind == "config":
         return f"{key}{ctx['tail']}"
     if kind == "missing":
@@ -473,16 +410,5 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
             out.update(flatten(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
     if isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
-        return {prefix: ", ".join(_layer_text(v) for v in value)}
+        return {prefix: ", ".join(layer.text() for layer in value)}
     return {prefix: value}
-
-
-def _layer_text(layer: LayerSpec) -> str:
-    if layer.type == "conv":
-        stride = f"s{layer.stride}" if layer.stride > 1 else ""
-        return f"conv{layer.size}x{layer.kernel}{stride}" + (
-            "same" if layer.padding == "same" else ""
-        )
-    if layer.type in ("pool", "dense"):
-        return f"{layer.type}{layer.size}"
-    return layer.type

@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import io
 import logging
+import math
 import os
 import zipfile
 import zlib
@@ -42,24 +43,28 @@ DATASET_SCALARS = ("mean", "std", "normalize")
 # ---------------------------------------------------------------------------- IDX files
 
 
-def parse_idx(data: bytes, source: str | Path) -> np.ndarray:
-    """Parse an uncompressed IDX file of uint8 items into an array of the declared shape."""
-    if len(data) < 4:
-        raise DataError(f"{source}: too short for an IDX header ({len(data)} bytes)")
-    if data[0] != 0 or data[1] != 0:
-        raise DataError(f"{source}: not an IDX file (starts with {data[:4].hex()}, not 0000)")
-    if data[2] != IDX_UINT8:
-        raise DataError(f"{source}: IDX item type 0x{data[2]:02x} is not supported (only 0x08)")
-    ndim = data[3]
+def _header(head: bytes, source: str | Path) -> tuple[int, tuple[int, ...]]:
+    """(header bytes, shape) of an IDX file of uint8 items starting with `head`."""
+    if len(head) < 4:
+        raise DataError(f"{source}: too short for an IDX header ({len(head)} bytes)")
+    if head[0] != 0 or head[1] != 0:
+        raise DataError(f"{source}: not an IDX file (starts with {head[:4].hex()}, not 0000)")
+    if head[2] != IDX_UINT8:
+        raise DataError(f"{source}: IDX item type 0x{head[2]:02x} is not supported (only 0x08)")
+    ndim = head[3]
     if not 1 <= ndim <= 4:
         raise DataError(f"{source}: IDX header declares {ndim} dimensions, expected 1 to 4")
     header_bytes = 4 + 4 * ndim
-    if len(data) < header_bytes:
-        raise DataError(f"{source}: IDX header cut short ({len(data)} of {header_bytes} bytes)")
-    shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = 1
-    for size in shape:
-        expected *= size
+    if len(head) < header_bytes:
+        raise DataError(f"{source}: IDX header cut short ({len(head)} of {header_bytes} bytes)")
+    shape = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    return header_bytes, shape
+
+
+def parse_idx(data: bytes, source: str | Path) -> np.ndarray:
+    """Parse an uncompressed IDX file of uint8 items into an array of the declared shape."""
+    header_bytes, shape = _header(data, source)
+    expected = math.prod(shape)
     actual = len(data) - header_bytes
     if actual < expected:
         raise DataError(f"{source}: header says {expected} items, file holds {actual}")
@@ -100,17 +105,13 @@ def decompress(data: bytes, source: str | Path, max_bytes: int | None = None) ->
 
 
 def _declared_bytes(head: bytes) -> int | None:
-    """The file size an IDX header of uint8 items at the start of `head` declares, else None."""
-    if len(head) < 4 or head[:2] != b"\x00\x00" or head[2] != IDX_UINT8:
+    """The file size an IDX header of uint8 items at the start of `head` declares, else None
+    (not an IDX header: parse_idx names what is wrong with it later)."""
+    try:
+        header_bytes, shape = _header(head, "")
+    except DataError:
         return None
-    ndim = head[3]
-    header_bytes = 4 + 4 * ndim
-    if not 1 <= ndim <= 4 or len(head) < header_bytes:
-        return None
-    items = 1
-    for i in range(ndim):
-        items *= int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big")
-    return header_bytes + items
+    return header_bytes + math.prod(shape)
 
 
 def _size_limit(head: bytes, source: str | Path, max_bytes: int | None) -> int | None:
@@ -150,19 +151,11 @@ class _Unusable(Exception):
     """This source cannot provide the file (after any retries); fetch moves on to the next."""
 
 
-class _Backoff(Retry):
-    """urllib3's retry policy, pausing backoff * 2**k before retry k (urllib3 skips the first)."""
-
-    def get_backoff_time(self) -> float:
-        if not self.history:
-            return 0.0
-        return min(self.backoff_max, self.backoff_factor * 2 ** (len(self.history) - 1))
-
-
 def retrying_session(retries: int, backoff: float) -> requests.Session:
     """A session that tries each request `retries` times on timeouts, dropped connections and
-    HTTP 5xx, with exponential backoff; 4xx and wrong content are not retried."""
-    policy = _Backoff(
+    HTTP 5xx, with urllib3's exponential backoff (no pause before the first retry, then
+    backoff * 2, * 4, ...); 4xx and wrong content are not retried."""
+    policy = Retry(
         total=retries - 1,
         backoff_factor=backoff,
         status_forcelist=range(500, 600),

@@ -8,8 +8,9 @@ from pathlib import Path
 import keras
 from keras import layers
 
-from pipeline.config import LayerSpec, ModelSpec
-from pipeline.errors import ConfigError, DataError
+from pipeline.config import ModelSpec
+from pipeline.errors import DataError
+from pipeline.layers import Shape
 
 
 def _output(x: keras.KerasTensor, num_classes: int) -> keras.KerasTensor:
@@ -30,53 +31,16 @@ def build_mlp(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -
     return keras.Model(inputs, _output(x, num_classes), name=spec.name)
 
 
-def _check_fits(spec: ModelSpec, index: int, layer: LayerSpec, height: int, width: int) -> None:
-    """Refuse a window larger than its input, naming the model and the layer."""
-    window = layer.kernel if layer.type == "conv" else layer.size
-    if window > min(height, width):
-        raise ConfigError(
-            f"models.{spec.kind}.{spec.name}.layers.{index}: {layer.type} window {window} is "
-            f"larger than its {height}x{width} input"
-        )
-
-
 def build_cnn(spec: ModelSpec, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
-    """The layer list as written (relu activations), then softmax; Flatten added if missing."""
+    """The layer list as written (pipeline.layers builds each), then softmax; Flatten added if
+    missing. A layer that cannot take its input is a ConfigError naming it."""
     inputs = keras.Input(shape=input_shape, name="image")
-    x = inputs
-    flat = False
-    for i, layer in enumerate(spec.layers):
-        if layer.type in ("conv", "pool"):
-            if flat:
-                raise ConfigError(
-                    f"models.{spec.kind}.{spec.name}.layers.{i}: {layer.type} after flatten/dense"
-                )
-            if layer.padding == "valid":  # Keras' shape inference gives the current map size
-                _check_fits(spec, i, layer, x.shape[1], x.shape[2])
-        if layer.type == "conv":
-            x = layers.Conv2D(
-                layer.size,
-                layer.kernel,
-                strides=layer.stride,
-                padding=layer.padding,
-                activation="relu",
-                name=f"conv_{i}",
-            )(x)
-        elif layer.type == "pool":
-            x = layers.MaxPooling2D(layer.size, name=f"pool_{i}")(x)
-        elif layer.type == "flatten":
-            x = layers.Flatten(name=f"flatten_{i}")(x)
-            flat = True
-        elif layer.type == "dense":
-            if not flat:
-                x = layers.Flatten(name=f"flatten_{i}")(x)
-                flat = True
-            x = layers.Dense(layer.size, activation="relu", name=f"dense_{i}")(x)
-        elif layer.type == "dropout":
-            x = layers.Dropout(spec.dropout, name=f"dropout_{i}")(x)
-        elif layer.type == "batchnorm":
-            x = layers.BatchNormalization(name=f"batchnorm_{i}")(x)
-    if not flat:
+    x, shape = inputs, Shape(*input_shape)
+    for index, layer in enumerate(spec.layers):
+        layer.check(shape, f"models.{spec.kind}.{spec.name}.layers.{index}")
+        x = layer.build(layers, x, shape, index, spec.dropout)
+        shape = layer.output(shape)
+    if not shape.flat:
         x = layers.Flatten(name="flatten")(x)
     return keras.Model(inputs, _output(x, num_classes), name=spec.name)
 

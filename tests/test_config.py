@@ -19,7 +19,6 @@ from hypothesis import strategies as st
 from pipeline import paths
 from pipeline.config import (
     MODEL_NAME,
-    LayerSpec,
     Params,
     flatten,
     load_params,
@@ -27,6 +26,7 @@ from pipeline.config import (
     parse_params,
 )
 from pipeline.errors import ConfigError
+from pipeline.layers import BAD_LAYER, BatchNorm, Conv, Dense, Dropout, Flatten, Pool
 
 RAW = yaml.safe_load(paths.PARAMS.read_text())
 MLP_NAMES = {"mlp_c_5x30", "mlp_d_784", "mlp_e_128"}
@@ -39,7 +39,6 @@ CNN_NAMES = {
     "cnn_ours_bn",
 }
 DELETE = object()  # marks a key to remove instead of set
-BAD_LAYER = "must be dropout, batchnorm, flatten, {conv: N, kernel: K}, {pool: N} or {dense: N}"
 
 
 def mutated(dotted: str, value: Any) -> dict[str, Any]:
@@ -84,12 +83,12 @@ def test_real_params_load_with_models_grouped_by_kind(params: Params) -> None:
     assert params.model("cnn_a_32_64").hidden == ()
     assert params.model("cnn_a_32_64").dropout == RAW["models"]["cnn"]["cnn_a_32_64"]["dropout"]
     assert params.model("cnn_a_32_64").layers == (
-        LayerSpec("conv", 32, 3),
-        LayerSpec("pool", 2),
-        LayerSpec("conv", 64, 3),
-        LayerSpec("pool", 2),
-        LayerSpec("flatten"),
-        LayerSpec("dropout"),
+        Conv(32, 3),
+        Pool(2),
+        Conv(64, 3),
+        Pool(2),
+        Flatten(),
+        Dropout(),
     )
 
 
@@ -261,30 +260,28 @@ def test_model_lookup_lists_known_names(params: Params) -> None:
         (
             "models.cnn.cnn_a_32_64.layers.0",
             {"conv": 32},
-            "models.cnn.cnn_a_32_64.layers.0 must have exactly the keys ['conv', 'kernel']"
-            " (optional: padding, stride), got ['conv']",
+            "models.cnn.cnn_a_32_64.layers.0.kernel is missing",
         ),
         (
             "models.cnn.cnn_a_32_64.layers.0",
             {"conv": 32, "kernel": 3, "dilation": 2},
-            "models.cnn.cnn_a_32_64.layers.0 must have exactly the keys ['conv', 'kernel']"
-            " (optional: padding, stride), got ['conv', 'dilation', 'kernel']",
+            "models.cnn.cnn_a_32_64.layers.0.dilation is not a known key (known: conv, kernel,"
+            " padding, stride)",
         ),
         (
             "models.cnn.cnn_a_32_64.layers.0",
             {"conv": 32, "kernel": True},
-            "models.cnn.cnn_a_32_64.layers.0.kernel must be a positive integer, got True",
+            "models.cnn.cnn_a_32_64.layers.0.kernel must be an integer, got True",
         ),
         (
             "models.cnn.cnn_a_32_64.layers.1",
             {"pool": 0},
-            "models.cnn.cnn_a_32_64.layers.1.pool must be a positive integer, got 0",
+            "models.cnn.cnn_a_32_64.layers.1.pool must be > 0, got 0",
         ),
         (
             "models.cnn.cnn_a_32_64.layers.1",
             {"attention": 4},
-            "models.cnn.cnn_a_32_64.layers.1 has unknown layer type 'attention'"
-            " (known: conv, pool, dense)",
+            f"models.cnn.cnn_a_32_64.layers.1 {BAD_LAYER}, got {{'attention': 4}}",
         ),
         (
             "models.cnn.cnn_a_32_64.layers.1",
@@ -301,13 +298,12 @@ def test_model_lookup_lists_known_names(params: Params) -> None:
         (
             "models.cnn.cnn_a_32_64.layers.0",
             {"conv": 32, "kernel": 3, "stride": 0},
-            "models.cnn.cnn_a_32_64.layers.0.stride must be a positive integer, got 0",
+            "models.cnn.cnn_a_32_64.layers.0.stride must be > 0, got 0",
         ),
         (
             "models.cnn.cnn_a_32_64.layers.1",
             {"pool": 2, "stride": 2},
-            "models.cnn.cnn_a_32_64.layers.1 must have exactly the keys ['pool'], got ['pool', "
-            "'stride']",
+            "models.cnn.cnn_a_32_64.layers.1.stride is not a known key (known: pool)",
         ),
     ],
 )
@@ -355,13 +351,13 @@ def test_keys_that_would_break_the_line_are_quoted(dotted: str, value: Any, expe
 
 def test_layer_keys_may_come_in_any_order() -> None:
     raw = mutated("models.cnn.cnn_d_32.layers.0", {"kernel": 5, "conv": 32})
-    assert parse_params(raw).model("cnn_d_32").layers[0] == LayerSpec("conv", 32, 5)
+    assert parse_params(raw).model("cnn_d_32").layers[0] == Conv(32, 5)
 
 
 def test_conv_stride_defaults_to_1_and_reads_when_given() -> None:
     assert parse_params(RAW).model("cnn_d_32").layers[0].stride == 1
     raw = mutated("models.cnn.cnn_d_32.layers.0", {"conv": 32, "kernel": 5, "stride": 2})
-    assert parse_params(raw).model("cnn_d_32").layers[0] == LayerSpec("conv", 32, 5, stride=2)
+    assert parse_params(raw).model("cnn_d_32").layers[0] == Conv(32, 5, stride=2)
 
 
 def test_model_train_overrides_merge_with_defaults() -> None:
@@ -612,11 +608,12 @@ def test_flatten_gives_dotted_keys_and_readable_layers(params: Params) -> None:
         "conv32x3, pool2, conv64x3, pool2, flatten, dropout"
     )
     assert flat["models.cnn_b_64_dense.layers"] == "conv64x3, flatten, dense64, dense64"
-    strided = dataclasses.replace(
-        params.model("cnn_d_32"), layers=(LayerSpec("conv", 8, 3, "same", stride=2),)
-    )
+    strided = dataclasses.replace(params.model("cnn_d_32"), layers=(Conv(8, 3, "same", stride=2),))
     assert flatten(strided, "model")["model.layers"] == "conv8x3s2same"
-    assert not any(isinstance(v, dict | LayerSpec) for v in flat.values())
+    assert not any(
+        isinstance(v, dict | Conv | Pool | Dense | Flatten | Dropout | BatchNorm)
+        for v in flat.values()
+    )
     assert all(not k.startswith(".") and ".." not in k for k in flat)
 
 

@@ -11,8 +11,9 @@ import keras
 import numpy as np
 import pytest
 
-from pipeline.config import LayerSpec, ModelSpec, Params, load_params, parameter_count
+from pipeline.config import ModelSpec, Params, load_params, parameter_count
 from pipeline.errors import ConfigError, DataError
+from pipeline.layers import Conv, Dense, Dropout, Flatten, Layer, Pool
 from pipeline.models import build_model, load_model
 
 INPUT_SHAPE = (28, 28, 1)
@@ -50,7 +51,7 @@ def images(count: int = 4, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((count, *INPUT_SHAPE), dtype=np.float32)
 
 
-def with_layers(spec: ModelSpec, *layer_specs: LayerSpec) -> ModelSpec:
+def with_layers(spec: ModelSpec, *layer_specs: Layer) -> ModelSpec:
     return dataclasses.replace(spec, layers=layer_specs)
 
 
@@ -148,33 +149,33 @@ def test_mlp_dropout_layers_only_when_dropout_positive(
     ("layer_specs", "expected"),
     [
         (  # 28 -> conv 3 -> 26 -> pool 13 -> 2x2, then a 5x5 window
-            (LayerSpec("conv", 8, 3), LayerSpec("pool", 13), LayerSpec("conv", 8, 5)),
+            (Conv(8, 3), Pool(13), Conv(8, 5)),
             "layers.2: conv window 5 is larger than its 2x2 input",
         ),
         (  # 28 -> pool 9 -> 3x3, then a 4x4 window
-            (LayerSpec("pool", 9), LayerSpec("pool", 4)),
+            (Pool(9), Pool(4)),
             "layers.1: pool window 4 is larger than its 3x3 input",
         ),
-        (
-            (LayerSpec("conv", 8, 29),),
-            "layers.0: conv window 29 is larger than its 28x28 input",
+        (  # 28 -> pool 2 -> 14x14, then a 15x15 window (29 is refused by params: MAX_WINDOW)
+            (Pool(2), Conv(8, 15)),
+            "layers.1: conv window 15 is larger than its 14x14 input",
         ),
         (  # 28 -> conv 3 stride 4 -> 7x7 ((28 - 3) // 4 + 1), then an 8x8 window
-            (LayerSpec("conv", 8, 3, stride=4), LayerSpec("conv", 8, 8)),
+            (Conv(8, 3, stride=4), Conv(8, 8)),
             "layers.1: conv window 8 is larger than its 7x7 input",
         ),
         (
-            (LayerSpec("conv", 8, 3), LayerSpec("flatten"), LayerSpec("conv", 8, 3)),
+            (Conv(8, 3), Flatten(), Conv(8, 3)),
             "layers.2: conv after flatten/dense",
         ),
         (
-            (LayerSpec("dense", 16), LayerSpec("pool", 2)),
+            (Dense(16), Pool(2)),
             "layers.1: pool after flatten/dense",
         ),
     ],
 )
 def test_unbuildable_cnn_names_model_and_layer(
-    params: Params, layer_specs: tuple[LayerSpec, ...], expected: str
+    params: Params, layer_specs: tuple[Layer, ...], expected: str
 ) -> None:
     spec = with_layers(params.model("cnn_a_32_64"), *layer_specs)
     with pytest.raises(ConfigError) as info:
@@ -185,13 +186,13 @@ def test_unbuildable_cnn_names_model_and_layer(
 @pytest.mark.parametrize(
     ("layer_specs", "count"),
     [
-        ((LayerSpec("conv", 4, 28),), 28 * 28 * 4 + 4 + 4 * 10 + 10),  # kernel == map: 1x1
-        ((LayerSpec("pool", 9), LayerSpec("pool", 3)), 1 * 10 + 10),  # window == 3x3 map
-        ((LayerSpec("conv", 4, 3),), 40 + 26 * 26 * 4 * 10 + 10),  # no flatten written
+        ((Conv(4, 28),), 28 * 28 * 4 + 4 + 4 * 10 + 10),  # kernel == map: 1x1
+        ((Pool(9), Pool(3)), 1 * 10 + 10),  # window == 3x3 map
+        ((Conv(4, 3),), 40 + 26 * 26 * 4 * 10 + 10),  # no flatten written
     ],
 )
 def test_windows_that_exactly_fit_build(
-    params: Params, layer_specs: tuple[LayerSpec, ...], count: int
+    params: Params, layer_specs: tuple[Layer, ...], count: int
 ) -> None:
     spec = with_layers(params.model("cnn_a_32_64"), *layer_specs)
     model = build_model(spec, INPUT_SHAPE, 10)
@@ -208,9 +209,9 @@ def test_strided_convs_shrink_the_map_as_keras_does(
 ) -> None:
     spec = with_layers(
         params.model("cnn_a_32_64"),
-        LayerSpec("conv", 8, 3, padding, stride=2),
-        LayerSpec("conv", 8, 3, padding, stride=2),
-        LayerSpec("conv", 8, 3, padding),
+        Conv(8, 3, padding, stride=2),
+        Conv(8, 3, padding, stride=2),
+        Conv(8, 3, padding),
     )
     model = build_model(spec, INPUT_SHAPE, NUM_CLASSES)
     convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
@@ -220,7 +221,7 @@ def test_strided_convs_shrink_the_map_as_keras_does(
 
 
 def test_dense_first_cnn_gets_an_implicit_flatten(params: Params) -> None:
-    spec = with_layers(params.model("cnn_d_32"), LayerSpec("dense", 16), LayerSpec("dropout"))
+    spec = with_layers(params.model("cnn_d_32"), Dense(16), Dropout())
     model = build_model(spec, INPUT_SHAPE, NUM_CLASSES)
     assert layer_kinds(model) == ["InputLayer", "Flatten", "Dense", "Dropout", "Dense"]
     assert model.count_params() == (784 * 16 + 16) + (16 * 10 + 10)

@@ -22,7 +22,8 @@ SCRIPT = textwrap.dedent(
     import hashlib, json, sys
     import numpy as np
     from pipeline import runner, training
-    from pipeline.config import LayerSpec, ModelSpec, RunnerConfig, TrainConfig
+    from pipeline.config import ModelSpec, RunnerConfig, TrainConfig
+    from pipeline.layers import Conv, Dense, Dropout, Pool
     from pipeline.models import build_model
 
     settings = json.loads(sys.argv[1])
@@ -31,8 +32,8 @@ SCRIPT = textwrap.dedent(
                         lr_schedule="cosine")
     spec = ModelSpec(name="tiny", kind="cnn", source="test", reported_accuracy=0.0,
                      target_accuracy=0.0, dropout=0.25, train=train,
-                     layers=(LayerSpec("conv", 4, 3), LayerSpec("pool", 2), LayerSpec("dropout"),
-                             LayerSpec("dense", 16)))
+                     layers=(Conv(4, 3), Pool(2), Dropout(),
+                             Dense(16)))
     rng = np.random.default_rng(0)
     x = rng.random((512, 28, 28, 1), dtype=np.float32)
     y = (x[:, :14].mean(axis=(1, 2, 3)) > x[:, 14:].mean(axis=(1, 2, 3))).astype(np.int64)
