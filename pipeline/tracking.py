@@ -417,6 +417,15 @@ def find_experiment(name: str) -> str | None:
     return experiment.experiment_id if experiment is not None else None
 
 
+def runs_url(base_url: str, experiment: str) -> str:
+    """The UI page of `experiment`'s runs (`<base_url>/#/experiments/<id>/runs`), or the UI's
+    experiment list while the store has no such experiment. Reads the store; creates nothing."""
+    found = None
+    if tracking_uri() != _embedded_uri() or store_database().exists():
+        found = find_experiment(experiment)
+    return f"{base_url}/#/experiments" + (f"/{found}/runs" if found else "")
+
+
 def alias_run(registered_name: str, alias: str = "champion") -> str | None:
     """The run that logged the model `registered_name@alias`, or None if there is no such alias."""
     try:
