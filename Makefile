@@ -32,7 +32,7 @@ format: setup
 	$(VENV)/bin/ruff format pipeline tests tools && $(VENV)/bin/ruff check --fix pipeline tests tools
 
 ui: setup  ## MLflow UI on http://127.0.0.1:5000 against the embedded store (pipeline/paths.py)
-	@echo "Runs: http://$(HOST):$(PORT)/#/experiments?workflowType=machine_learning (MLflow 3 opens on GenAI otherwise)"
+	@$(PY) -c 'from pipeline.entry import print_runs_url; print_runs_url("http://$(HOST):$(PORT)")'
 	$(VENV)/bin/mlflow ui --host $(HOST) --port $(PORT) $$($(PY) -c 'from pipeline import paths; \
 	    print(f"--backend-store-uri sqlite:///{paths.MLFLOW_DB} --default-artifact-root {paths.MLFLOW_ARTIFACTS}")')
 

@@ -1,7 +1,9 @@
-"""The one entry helper every stage shares: argv, logging, params, exit codes.
+"""The one entry helper every stage shares: argv, logging, params, exit codes, a quiet start.
 
 An expected fault (PipelineError) ends the stage with one line on stderr and exit code 1;
-Ctrl-C/SIGTERM end it with 130/143 after the stage's own cleanup has run.
+Ctrl-C/SIGTERM end it with 130/143 after the stage's own cleanup has run. What TensorFlow's C++
+side prints while it loads (oneDNN, CUDA stubs, absl) is held back and shown only if loading
+fails; after that its C++ log is at FATAL only (TF_CPP_MIN_LOG_LEVEL=3, unless already set).
 """
 
 from __future__ import annotations
@@ -11,7 +13,9 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 
 from pipeline.config import Params, load_params
@@ -75,17 +79,56 @@ def _keep_keras_off_tensorflow() -> None:
         module_utils.tensorflow._available = False
 
 
-def run_stage(main: Callable[..., None], description: str, per_model: bool = False) -> None:
+@contextmanager
+def native_stderr_held() -> Iterator[None]:
+    """Send what is written to file descriptor 2 (C++ libraries too) to a temporary file while
+    the block runs; replay it on stderr only if the block raises."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        failed = False
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if failed:
+                held.seek(0)
+                sys.stderr.buffer.write(held.read())
+                sys.stderr.flush()
+
+
+def load_keras() -> None:
+    """Import Keras (and its backend) with their start-up lines held back (native_stderr_held)."""
+    with native_stderr_held():
+        import keras  # noqa: F401
+
+
+def _program() -> str | None:
+    """`python -m pipeline.stages.<stage>` for a stage run as a module (argparse's usage line)."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    return f"python -m {spec.name}" if spec is not None else None
+
+
+def run_stage(
+    main: Callable[..., None], description: str, per_model: bool = False, loads_keras: bool = True
+) -> None:
     """Run a stage's `main(params)` or `main(params, model_name)` as a CLI and exit.
 
     Order matters: argv first (so --help needs no params and no TensorFlow), then params, then
-    the Keras backend they name, and only then `main`, which imports Keras and TensorFlow.
+    the Keras backend they name, then Keras itself (if the stage `loads_keras`), quietly, and
+    only then `main`.
     """
-    parser = argparse.ArgumentParser(description=description)
+    parser = argparse.ArgumentParser(prog=_program(), description=description)
     if per_model:
         parser.add_argument("model", help="model name, a key of models.mlp or models.cnn")
     args = parser.parse_args()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's info lines are noise
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # its errors on a CPU machine too
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
@@ -97,8 +140,24 @@ def run_stage(main: Callable[..., None], description: str, per_model: bool = Fal
         select_backend(params.runner.backend)
         if per_model:
             params.model(args.model)  # an unknown name fails here, before any work
-            main(params, args.model)
-        else:
-            main(params)
+        if loads_keras:
+            load_keras()
+        main(params, args.model) if per_model else main(params)
 
     sys.exit(exit_code(work))
+
+
+def print_runs_url(base_url: str) -> None:
+    """Print the MLflow UI page of the experiment params.yaml names (what `make ui` shows)."""
+
+    def work() -> None:
+        experiment = load_params().tracking.experiment
+        with native_stderr_held():  # pipeline.tracking loads Keras and MLflow
+            from pipeline import tracking
+
+            url = tracking.runs_url(base_url, experiment)
+        print(f"Runs of {experiment}: {url}")
+
+    code = exit_code(work)
+    if code:
+        sys.exit(code)

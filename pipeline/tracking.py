@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,12 +31,16 @@ from pipeline.paths import MLFLOW_ARTIFACTS, MLFLOW_DB, MLFLOW_DIR, ROOT
 
 # No usage reports from an offline pipeline: MLflow starts its telemetry client when imported.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# System metrics every 5 s (MLflow's default of 10 s misses most of a short training).
+os.environ.setdefault("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "5")
 
 import mlflow  # noqa: E402 - after the telemetry switch above
-from mlflow.entities import RunStatus  # noqa: E402
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 log = logging.getLogger(__name__)
+# MLflow's info lines (database set-up, system metrics monitor) are not the stage's own output.
+logging.getLogger("mlflow").setLevel(logging.WARNING)
 # MLflow logs each store error with its traceback before raising it; we report it as one line.
 logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
@@ -48,9 +53,8 @@ _STORE_FAULTS = {
     "unable to open database file": "the store file cannot be opened",
 }
 
-# MLflow caps one param value at 6000 characters and one batch at 100 params.
+# MLflow caps one param value at 6000 characters (and batches params by 100 itself).
 _PARAM_VALUE_LIMIT = 6000
-_PARAM_BATCH = 100
 # MLflow's own tag and value for a classic model-training experiment. (MLflow 3.17's UI still
 # opens experiments as its GenAI / Model training switch says, GenAI by default; the README's
 # link adds ?workflowType=machine_learning.)
@@ -58,10 +62,12 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 # The train, validation and test arrays of the processed data set, as MLflow dataset inputs.
 DATASET_SPLITS = (
-    ("train", "training", "y_train"),
-    ("validation", "validation", "y_val"),
-    ("test", "test", "y_test"),
+    ("train", "training", "x_train", "y_train"),
+    ("validation", "validation", "x_val", "y_val"),
+    ("test", "test", "x_test", "y_test"),
 )
+# The models-from-code file MLflow runs to build the served pyfunc (pipeline/served_model.py).
+SERVED_MODEL_CODE = ROOT / "pipeline" / "served_model.py"
 
 
 def workspace_root() -> Path:
@@ -130,6 +136,10 @@ def connect(config: TrackingConfig) -> str:
             store_artifacts().mkdir(parents=True, exist_ok=True)
             # One process at a time creates the schema and the experiment.
             with FileLock(store_dir() / ".init.lock", timeout=300):
+                if not store_database().exists():
+                    # MLflow creates its `Default` experiment 0 with the schema, its artifacts
+                    # under ./mlruns/0 unless the store is opened with an artifact root.
+                    SqlAlchemyStore(uri, store_artifacts().as_uri())
                 return _experiment_id(config.experiment, store_artifacts().as_uri())
         return _experiment_id(config.experiment, None)
     except TrackingError:
@@ -183,18 +193,13 @@ class TrackedRun:
             return None
 
     def log_params(self, params: Mapping[str, Any]) -> None:
-        """Log params, values cut to MLflow's length limit."""
-        items = [(k, str(v)[:_PARAM_VALUE_LIMIT]) for k, v in params.items()]
-        existing = self._guard(
-            "read params", lambda: self._client.get_run(self.run_id).data.params
-        )
-        items = [(k, v) for k, v in items if (existing or {}).get(k) != v]
-        for start in range(0, len(items), _PARAM_BATCH):
-            batch = [mlflow.entities.Param(k, v) for k, v in items[start : start + _PARAM_BATCH]]
-            self._guard("log_params", self._client.log_batch, self.run_id, params=batch)
+        """Log params, values cut to MLflow's length limit (re-logging a value is no change)."""
+        values = {k: str(v)[:_PARAM_VALUE_LIMIT] for k, v in params.items()}
+        self._guard("log_params", mlflow.log_params, values, run_id=self.run_id)
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
-        """Log metrics in one batch (step = epoch for curves)."""
+        """Log metrics in one batch (step = epoch for curves); metrics without a step are linked
+        to the model the run logged at step 0, as MLflow does for any metric at a model's step."""
         values = {k: float(v) for k, v in metrics.items()}
         self._guard(
             f"log_metrics step {step}", mlflow.log_metrics, values, step=step, run_id=self.run_id
@@ -232,48 +237,40 @@ class TrackedRun:
         log_fn = self._client.log_artifacts if path.is_dir() else self._client.log_artifact
         self._guard(f"log_artifact {path.name}", log_fn, self.run_id, str(path), artifact_dir)
 
-    def log_keras_model(self, model: keras.Model, sample: np.ndarray) -> str | None:
-        """Log the model in MLflow's Keras flavour with an input signature; return its URI."""
+    def log_keras_model(self, model: keras.Model, sample: np.ndarray, name: str) -> str | None:
+        """Log the model in MLflow's Keras flavour as MLflow's logged model `name` (the
+        architecture), with an input signature, into the active run; return its URI."""
 
         def _log() -> str:
             signature = mlflow.models.infer_signature(sample, model.predict(sample, verbose=0))
-            info = mlflow.keras.log_model(
-                model,
-                name="model",
-                signature=signature,
-                pip_requirements=_model_requirements(),
-            )
-            return info.model_uri
+            return mlflow.keras.log_model(
+                model, name=name, signature=signature, pip_requirements=_model_requirements()
+            ).model_uri
 
-        with _active(self.run_id):
-            uri = self._guard("log_model", _log)
+        uri = self._guard("log_model", _log)
         if uri:
             self.set_tags({"pipeline.model_uri": uri})
         return uri
 
     def log_dvc_datasets(self, path: Path, digest: str, dataset: Mapping[str, Any]) -> None:
         """Log the train, validation and test splits of the DVC-tracked data set `path` as the
-        run's dataset inputs (digest = DVC's md5 of the file, source = its path in the repo)."""
-        from mlflow.entities import Dataset, DatasetInput, InputTag
-
+        active run's dataset inputs (digest = DVC's md5 of the file, source = its repo path)."""
         try:
             source = str(Path(path).resolve().relative_to(workspace_root().resolve()))
         except ValueError:
             source = str(path)
-        inputs = [
-            DatasetInput(
-                Dataset(
-                    name=f"mnist-{split}",
-                    digest=digest,
-                    source_type="dvc",
-                    source=source,
-                    profile=json.dumps({"num_rows": int(len(dataset[labels]))}),
-                ),
-                tags=[InputTag("mlflow.data.context", context)],
-            )
-            for split, context, labels in DATASET_SPLITS
-        ]
-        self._guard("log_inputs", self._client.log_inputs, self.run_id, datasets=inputs)
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source twice (schemes "" and "file") and warns
+            # that a path matches both.
+            warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
+            splits = [
+                mlflow.data.from_numpy(
+                    dataset[x], source, dataset[y], name=f"mnist-{split}", digest=digest
+                )
+                for split, _, x, y in DATASET_SPLITS
+            ]
+        contexts = [context for _, context, _, _ in DATASET_SPLITS]
+        self._guard("log_inputs", mlflow.log_inputs, splits, contexts, [None] * len(splits))
 
     def log_digit_reader(
         self,
@@ -309,7 +306,7 @@ class TrackedRun:
             manifest_path.write_text(json.dumps(manifest, indent=2))
             info = mlflow.pyfunc.log_model(
                 name=name,
-                python_model=DigitModel(),
+                python_model=str(SERVED_MODEL_CODE),
                 artifacts={
                     serving.MANIFEST: str(manifest_path),
                     **{f"member_{member}": str(path) for member, path in model_files.items()},
@@ -321,7 +318,7 @@ class TrackedRun:
             )
             return info.model_uri
 
-        with _active(self.run_id), tempfile.TemporaryDirectory() as folder:
+        with tempfile.TemporaryDirectory() as folder:
             uri = self._guard(f"log_model {name}", _log, folder)
         if uri:
             self.set_tags({"pipeline.model_uri": uri})
@@ -351,47 +348,6 @@ def _model_requirements() -> list[str]:
     return [backend, f"keras=={keras.__version__}", f"mlflow=={mlflow.__version__}"]
 
 
-@contextmanager
-def _active(run_id: str) -> Iterator[None]:
-    """Make `run_id` the fluent API's active run for the block (model logging needs one)."""
-    active = mlflow.active_run()
-    if active is not None and active.info.run_id == run_id:
-        yield
-        return
-    try:
-        mlflow.start_run(run_id=run_id)
-    except Exception as error:  # noqa: BLE001
-        log.warning("MLflow start_run %s failed: %s", run_id, _one_line(error))
-        yield
-        return
-    try:
-        yield
-    finally:
-        try:
-            mlflow.end_run()
-        except Exception as error:  # noqa: BLE001
-            log.warning("MLflow end_run failed: %s", _one_line(error))
-
-
-class DigitModel(mlflow.pyfunc.PythonModel):
-    """The registered model: raw images in (see pipeline.serving), digit and probabilities out."""
-
-    def load_context(self, context: Any) -> None:
-        from pipeline import serving
-
-        artifacts = context.artifacts
-        members = {
-            key.removeprefix("member_"): Path(path)
-            for key, path in artifacts.items()
-            if key.startswith("member_")
-        }
-        self.reader = serving.DigitReader.load(Path(artifacts[serving.MANIFEST]), members)
-
-    # No type hints here: MLflow would read them as a second, conflicting input schema.
-    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
-        return self.reader.predict(model_input)
-
-
 def attach_run(run_id: str) -> TrackedRun:
     """Log into an existing run without reopening it: its status and duration stay as they are."""
     return TrackedRun(run_id)
@@ -401,23 +357,21 @@ def attach_run(run_id: str) -> TrackedRun:
 def start_run(
     experiment_id: str, run_name: str, tags: Mapping[str, Any], run_id: str | None = None
 ) -> Iterator[TrackedRun]:
-    """Open (or reopen, with `run_id`) a run; end it FINISHED, FAILED or KILLED (on Ctrl-C)."""
-    client = MlflowClient()
+    """Open (or reopen, with `run_id`) MLflow's active run, which adds its source, git and user
+    tags and logs system metrics while it is open; end it FINISHED, FAILED or KILLED (Ctrl-C)."""
     try:
-        if run_id is None:
-            run = client.create_run(
-                experiment_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()}
-            )
-            run_id = run.info.run_id
-        else:
-            client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+        active = mlflow.start_run(
+            run_id=run_id,
+            experiment_id=None if run_id else experiment_id,
+            run_name=None if run_id else run_name,
+            tags={k: str(v) for k, v in tags.items()},
+            log_system_metrics=True,
+        )
     except Exception as error:  # noqa: BLE001
         raise TrackingError(
             f"MLflow {tracking_uri()}: cannot open a run ({_one_line(error)})"
         ) from None
-    tracked = TrackedRun(run_id)
-    if tags:
-        tracked.set_tags(tags)
+    tracked = TrackedRun(active.info.run_id)
     status = "FAILED"
     try:
         yield tracked
@@ -426,7 +380,7 @@ def start_run(
         status = "KILLED"
         raise
     finally:
-        tracked._guard(f"end run as {status}", client.set_terminated, run_id, status)
+        tracked._guard(f"end run as {status}", mlflow.end_run, status)
 
 
 def find_run(experiment_id: str, tags: Mapping[str, str]) -> str | None:
@@ -461,6 +415,15 @@ def find_experiment(name: str) -> str | None:
     """The id of the experiment `name`, or None if there is none."""
     experiment = MlflowClient(tracking_uri()).get_experiment_by_name(name)
     return experiment.experiment_id if experiment is not None else None
+
+
+def runs_url(base_url: str, experiment: str) -> str:
+    """The UI page of `experiment`'s runs (`<base_url>/#/experiments/<id>/runs`), or the UI's
+    experiment list while the store has no such experiment. Reads the store; creates nothing."""
+    found = None
+    if tracking_uri() != _embedded_uri() or store_database().exists():
+        found = find_experiment(experiment)
+    return f"{base_url}/#/experiments" + (f"/{found}/runs" if found else "")
 
 
 def alias_run(registered_name: str, alias: str = "champion") -> str | None:

@@ -79,14 +79,13 @@ def mnist_mirror() -> Path:
 
 def command_env(mirror: Path | None = None, **extra: str) -> dict[str, str]:
     """What a stage or dvc command gets: this venv first on PATH, no outer DVC/MLflow settings,
-    a git identity, TensorFlow's C++ log at warnings, `mirror` as MNIST_MIRROR; then `extra`."""
+    a git identity, `mirror` as MNIST_MIRROR; then `extra`. (The stages quiet TensorFlow.)"""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     for key in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
         env.setdefault(key, "pipeline")
     for key in ("GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
         env.setdefault(key, "pipeline@localhost")
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     if mirror is not None:
         env["MNIST_MIRROR"] = str(mirror)
     return {**env, **extra}

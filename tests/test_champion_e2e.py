@@ -193,7 +193,7 @@ def test_model_runs_have_datasets_training_duration_and_stay_finished(
         "mnist-validation",
     ]
     assert {i.dataset.digest for i in inputs} == {md5}
-    assert {i.dataset.source for i in inputs} == {"data/processed/dataset.npz"}
+    assert {json.loads(i.dataset.source)["uri"] for i in inputs} == {"data/processed/dataset.npz"}
     assert found.info.status == "FINISHED"
     assert {"test_accuracy", "validation_accuracy"} <= set(found.data.metrics)
     assert [p.step for p in client.get_metric_history(found.info.run_id, "val_accuracy")] == [1]

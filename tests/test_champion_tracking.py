@@ -3,6 +3,7 @@ into a finished run, dataset inputs, and the served pyfunc of an ensemble."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -52,18 +53,29 @@ def test_attached_run_is_logged_into_without_reopening(experiment_id: str) -> No
 
 
 def test_dvc_datasets_are_the_runs_inputs(experiment_id: str, tmp_path: Path) -> None:
-    dataset = {"y_train": np.zeros(5), "y_val": np.zeros(3), "y_test": np.zeros(2)}
+    dataset = {
+        f"{x}_{split}": np.zeros((rows, 28, 28, 1) if x == "x" else rows, np.float32)
+        for split, rows in (("train", 5), ("val", 3), ("test", 2))
+        for x in ("x", "y")
+    }
     with tracking.start_run(experiment_id, "m", {}) as run:
         run.log_dvc_datasets(tmp_path / "dataset.npz", "0" * 32, dataset)
+    assert run.failures == []
     inputs = MlflowClient().get_run(run.run_id).inputs.dataset_inputs
     found = {
-        i.dataset.name: (i.dataset.digest, [t.value for t in i.tags], i.dataset.profile)
+        i.dataset.name: (
+            i.dataset.digest,
+            [t.value for t in i.tags],
+            json.loads(i.dataset.profile)["targets_shape"][0],  # the split's rows
+            json.loads(i.dataset.source)["uri"],
+        )
         for i in inputs
     }
+    source = str(tmp_path / "dataset.npz")
     assert found == {
-        "mnist-train": ("0" * 32, ["training"], '{"num_rows": 5}'),
-        "mnist-validation": ("0" * 32, ["validation"], '{"num_rows": 3}'),
-        "mnist-test": ("0" * 32, ["test"], '{"num_rows": 2}'),
+        "mnist-train": ("0" * 32, ["training"], 5, source),
+        "mnist-validation": ("0" * 32, ["validation"], 3, source),
+        "mnist-test": ("0" * 32, ["test"], 2, source),
     }
 
 

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from pipeline.entry import exit_code, handle_sigterm
+from pipeline.entry import exit_code, handle_sigterm, native_stderr_held
 from pipeline.errors import ConfigError, Terminated
 
 
@@ -48,3 +48,15 @@ def test_sigterm_raises_terminated_once_handled() -> None:
             os.kill(os.getpid(), signal.SIGTERM)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_native_stderr_is_held_and_shown_only_if_the_block_fails(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    with native_stderr_held():
+        os.write(2, b"I0000 start-up noise\n")  # as a C++ library writes: to the descriptor
+    assert capfd.readouterr().err == ""
+    with pytest.raises(ImportError), native_stderr_held():
+        os.write(2, b"why the load failed\n")
+        raise ImportError("no backend")
+    assert capfd.readouterr().err == "why the load failed\n"

@@ -413,7 +413,7 @@ def log_tiny_model(experiment_id: str, model: keras.Model) -> tuple[str, str]:
     """Log `model` in a new run; return (run id, model URI)."""
     features, _ = samples(8)
     with tracking.start_run(experiment_id, "model", TAGS) as run:
-        uri = run.log_keras_model(model, features)
+        uri = run.log_keras_model(model, features, "tiny")
     assert run.failures == []
     assert uri is not None
     return run.run_id, uri
@@ -468,7 +468,7 @@ def test_a_real_server_stores_runs_artifacts_and_models(
         run.log_metrics({"loss": 0.5}, step=1)
         run.log_figure(figure(), "figures/curve.png")
         run.log_table(table, "tables/per_digit.json")
-        uri = run.log_keras_model(tiny_model(), features)
+        uri = run.log_keras_model(tiny_model(), features, "tiny")
     assert run.failures == []
     assert uri is not None
     assert status(run.run_id) == "FINISHED"

@@ -4,7 +4,9 @@ Reads data/processed/dataset.npz, models/<name>.keras, reports/models/<name>/his
 params (seed, evaluate, tracking). Writes into reports/models/<name>/: metrics.json (DVC metrics:
 validation and test accuracy and loss, the test split's worst digit and top confusion),
 per_digit.csv, confusion.csv, top_confusions.csv (test split), probabilities.npz (both splits'
-probabilities and labels, which the report stage ensembles without retraining) and figures/*.png;
+probabilities and labels, which the report stage ensembles without retraining),
+predictions_{validation,test}.csv (each image's actual and predicted digit: DVC's confusion
+plots) and figures/*.png;
 into reports/plots/<name>/ the DVC image plots (both confusion matrices, the misclassified grid).
 Logs all of it into the MLflow run that trained this exact model file without reopening it, so
 that run's duration stays its training time and its status FINISHED.
@@ -13,6 +15,7 @@ that run's duration stays its training time and its status FINISHED.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -34,6 +37,12 @@ def _confusion_figures(name: str, split: str, cm: np.ndarray) -> dict:
             cm, f"{name}: {split} errors only (diagonal removed)", hide_diagonal=True
         ),
     }
+
+
+def write_confusion_data(path: Path, actual: np.ndarray, predicted: np.ndarray) -> None:
+    """DVC's `confusion` plot data: one row per image, its `actual` and `predicted` digit."""
+    rows = pd.DataFrame({"actual": actual.astype(int), "predicted": predicted.astype(int)})
+    io.write_text(path, rows.to_csv(index=False))
 
 
 def main(params: Params, name: str) -> None:
@@ -136,6 +145,10 @@ def main(params: Params, name: str) -> None:
     io.write_text(out / "top_confusions.csv", top_frame.to_csv(index=False))
     for path, figure in figures.items():
         io.save_figure(path, figure)
+    for split, (_, y_key, _) in splits.items():
+        write_confusion_data(
+            out / f"predictions_{split}.csv", dataset[y_key], probabilities[split].argmax(axis=1)
+        )
     log.info(
         "%s: validation accuracy %.4f, test accuracy %.4f, worst digit %d (%.4f), top %s",
         name,

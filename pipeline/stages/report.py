@@ -6,8 +6,8 @@ as the served model's input example) and HEAD's committed metrics as the baselin
 ensemble of the trained models by greedy forward selection on the validation probabilities only,
 and the champion (a model or the ensemble) by validation accuracy. Writes reports/report.md,
 reports/report.html (self-contained), reports/figures/*.png, reports/validation_curves.csv (the
-DVC plot overlaying every model's validation curve), reports/plots/ensemble/*.png (both
-confusion matrices), reports/ensemble_per_digit.csv and reports/summary.json (DVC metrics).
+DVC plots overlaying every model's training and validation curves), reports/plots/ensemble/*.png
+(both confusion matrices), reports/ensemble_per_digit.csv and reports/summary.json (DVC metrics).
 Logs the ensemble into an MLflow run of its own, the rest into a summary run linked to each
 model's run, and registers the champion under
 tracking.registered_model with the alias `champion`: a pyfunc that reads raw images.
@@ -26,6 +26,8 @@ from pipeline.config import Params
 from pipeline.entry import run_stage
 
 log = logging.getLogger(__name__)
+# The columns of reports/validation_curves.csv, every model's curves that dvc.yaml overlays.
+CURVES = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
 
 
 def _baseline(names: list[str]) -> dict[str, float]:
@@ -127,13 +129,13 @@ def main(params: Params) -> None:
     for file_name, figure in figures.values():
         io.save_figure(paths.REPORT_FIGURES_DIR / file_name, figure)
     curves = [
-        history[["epoch", "val_accuracy"]].assign(model=model)
+        history[list(CURVES)].assign(model=model)
         for model, history in histories.items()
-        if {"epoch", "val_accuracy"} <= set(history)
+        if set(CURVES) <= set(history)
     ]
     io.write_text(
         paths.REPORTS_DIR / "validation_curves.csv",
-        pd.concat(curves).to_csv(index=False) if curves else "epoch,val_accuracy,model\n",
+        pd.concat(curves).to_csv(index=False) if curves else ",".join([*CURVES, "model"]) + "\n",
     )
     pngs = {t: (paths.REPORT_FIGURES_DIR / f).read_bytes() for t, (f, _) in figures.items()}
     links = {t: f"figures/{f}" for t, (f, _) in figures.items()}

@@ -3,7 +3,8 @@
 Reads data/processed/dataset.npz and params (seed, runner, train, models.<kind>.<name>,
 tracking). Writes models/<name>.keras, reports/models/<name>/history.csv (DVC plots) and
 reports/models/<name>/train.json (DVC metrics), and logs one MLflow run: params, a metric point
-per epoch, the summary, the model and provenance tags. Resumes an interrupted training.
+per epoch, the summary, the model (named after the architecture) and provenance tags; MLflow
+adds its source, git and user tags and system metrics. Resumes an interrupted training.
 """
 
 from __future__ import annotations
@@ -110,13 +111,14 @@ def main(params: Params, name: str) -> None:
         io.write_json(paths.model_reports(name) / "train.json", summary)
         log.info("%s: %s", name, summary)
 
-        # The curves already hold the per-epoch values; only totals are new here.
+        run.set_tags({"pipeline.model_sha256": provenance.file_sha256(model_path)})
+        if params.tracking.log_model:
+            run.log_keras_model(model, dataset["x_val"][:5], name)
+        # The curves already hold the per-epoch values; only totals are new here (linked to the
+        # logged model, like evaluate's metrics later).
         run.log_metrics(
             {"train_seconds": summary["train_seconds"], "parameters": summary["parameters"]}
         )
-        run.set_tags({"pipeline.model_sha256": provenance.file_sha256(model_path)})
-        if params.tracking.log_model:
-            run.log_keras_model(model, dataset["x_val"][:5])
     checkpoint.clear()
     run.raise_failures()
 

@@ -248,7 +248,7 @@ def _fixed_cost(
         with step("log_text summary"):
             run.log_text(tracking.model_summary(model), "model_summary.txt")
         with step("log_keras_model"):
-            run.log_keras_model(model, dataset["x_val"][:5])
+            run.log_keras_model(model, dataset["x_val"][:5], spec.name)
         with step("end_run"):
             stack.close()
     finally:
