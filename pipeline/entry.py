@@ -15,7 +15,7 @@ from collections.abc import Callable
 from types import FrameType
 
 from pipeline.config import Params, load_params
-from pipeline.errors import PipelineError, RunnerError, Terminated
+from pipeline.errors import ConfigError, PipelineError, RunnerError, Terminated
 
 log = logging.getLogger("pipeline")
 
@@ -75,6 +75,23 @@ def _keep_keras_off_tensorflow() -> None:
         module_utils.tensorflow._available = False
 
 
+def stage_model_name() -> str:
+    """The model name of the DVC stage running us (`train_mlp@<name>`: DVC_STAGE's key).
+
+    dvc.yaml's commands carry no `${key}`: DVC runs a command in a shell, so a name written
+    into it would reach the shell before params validation could refuse it. DVC_STAGE is set
+    by DVC for every stage command and reaches us without any shell parsing.
+    """
+    stage = os.environ.get("DVC_STAGE", "")
+    _, at, name = stage.rpartition(":")[2].partition("@")
+    if not at:
+        raise ConfigError(
+            "no model name: pass one (`python -m pipeline.stages.train <name>`) or run the "
+            f"stage through DVC (DVC_STAGE is {stage!r}, not <stage>@<name>)"
+        )
+    return name
+
+
 def run_stage(main: Callable[..., None], description: str, per_model: bool = False) -> None:
     """Run a stage's `main(params)` or `main(params, model_name)` as a CLI and exit.
 
@@ -83,7 +100,11 @@ def run_stage(main: Callable[..., None], description: str, per_model: bool = Fal
     """
     parser = argparse.ArgumentParser(description=description)
     if per_model:
-        parser.add_argument("model", help="model name, a key of models.mlp or models.cnn")
+        parser.add_argument(
+            "model",
+            nargs="?",
+            help="model name, a key of models.mlp or models.cnn; under DVC, the stage's own key",
+        )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's info lines are noise
     logging.basicConfig(
@@ -96,8 +117,9 @@ def run_stage(main: Callable[..., None], description: str, per_model: bool = Fal
         params: Params = load_params()
         select_backend(params.runner.backend)
         if per_model:
-            params.model(args.model)  # an unknown name fails here, before any work
-            main(params, args.model)
+            name = args.model or stage_model_name()
+            params.model(name)  # an unknown name fails here, before any work
+            main(params, name)
         else:
             main(params)
 

@@ -9,6 +9,7 @@ import hashlib
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,7 +25,13 @@ from pipeline.config import TrackingConfig
 from pipeline.data import decompress
 from pipeline.entry import exit_code
 from pipeline.errors import DataError, TrackingError
-from tests.support import copy_repository, pipeline_env, run, write_small_params
+from tests.support import (
+    TINY_MODELS,
+    copy_repository,
+    pipeline_env,
+    run,
+    write_small_params,
+)
 
 CONFIG = TrackingConfig(experiment="faults", registered_model="faults-model", log_model=False)
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
@@ -347,3 +354,42 @@ def test_a_full_disk_is_named(tmp_path: Path) -> None:
     except MlflowException as wrapped:
         error = TrackingError(f"MLflow store: {tracking._one_line(wrapped)}")
     assert str(error) == "MLflow store: the disk is full: database or disk is full"
+
+
+# ---------------------------------------------------------------------------- names and shells
+
+HOSTILE_NAME = "x;touch PWNED;"
+
+
+@pytest.fixture
+def hostile_repo(tmp_path: Path) -> Path:
+    """A copy whose one MLP is named `x;touch PWNED;`, committed (as `dvc exp run` needs)."""
+    repo = copy_repository(tmp_path / "repo")
+    models = {"mlp": {HOSTILE_NAME: TINY_MODELS["mlp"]["tiny_mlp"]}, "cnn": {}}
+    write_small_params(repo, models=models, tracking={"log_model": False})
+    # The stage fails on the name before it reads the dataset; DVC only checks that it exists.
+    (repo / "data" / "processed").mkdir(parents=True)
+    (repo / "data" / "processed" / "dataset.npz").write_bytes(b"not read")
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "hostile name"], repo)
+    return repo
+
+
+@pytest.mark.e2e
+# repro: the train stage alone; exp run: from a clean checkout, download and preprocess first.
+@pytest.mark.parametrize("command", [["dvc", "repro", "-s"], ["dvc", "exp", "run"]])
+def test_a_model_name_never_reaches_a_shell(
+    hostile_repo: Path, home: Path, command: list[str], mirror: Path
+) -> None:
+    params = snapshot(hostile_repo, ["params.yaml"])
+    started = time.monotonic()
+    failed = run(
+        [*command, f"train_mlp@{HOSTILE_NAME}"], hostile_repo, user_env(home), check=False
+    )
+    assert time.monotonic() - started < 300
+    assert failed.returncode != 0
+    assert not (hostile_repo / "PWNED").exists(), failed.stdout
+    one_error_line(failed, f"models.mlp.{HOSTILE_NAME!r}", "a model name must match")
+    assert snapshot(hostile_repo, ["params.yaml"]) == params
+    assert not (hostile_repo / "dvc.lock").exists()
+    assert not (hostile_repo / "mlflow" / "mlflow.db").exists()
