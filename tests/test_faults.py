@@ -393,3 +393,51 @@ def test_a_model_name_never_reaches_a_shell(
     assert snapshot(hostile_repo, ["params.yaml"]) == params
     assert not (hostile_repo / "dvc.lock").exists()
     assert not (hostile_repo / "mlflow" / "mlflow.db").exists()
+
+
+# ---------------------------------------------------------------------------- relative stores
+
+
+@pytest.mark.parametrize(
+    ("named", "resolved"),
+    [
+        ("sqlite:///rel.db", "sqlite:///{root}/rel.db"),
+        ("sqlite:///sub/rel.db?timeout=5", "sqlite:///{root}/sub/rel.db?timeout=5"),
+        ("sqlite:////abs/store.db", "sqlite:////abs/store.db"),
+        ("file:runs", "file://{root}/runs"),
+        ("file:///abs/runs", "file:///abs/runs"),
+        ("runs", "{root}/runs"),
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+    ],
+)
+def test_a_relative_store_is_resolved_against_the_workspace(
+    named: str, resolved: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # not the workspace: a stage of `dvc exp run --temp`
+    monkeypatch.setenv("DVC_ROOT", "/work/space")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", named)
+    assert tracking.tracking_uri() == resolved.format(root="/work/space")
+
+
+@pytest.mark.e2e
+def test_a_relative_sqlite_store_keeps_the_runs_of_a_temp_experiment(
+    tmp_path: Path, home: Path, mirror: Path
+) -> None:
+    repo = copy_repository(tmp_path / "repo")
+    write_small_params(repo, train_limit=300, models={"mlp": TINY_MODELS["mlp"], "cnn": {}})
+    run(["git", "commit", "-qam", "small"], repo)
+    env = user_env(home, MLFLOW_TRACKING_URI="sqlite:///rel.db")
+    started = time.monotonic()
+    command = ["dvc", "exp", "run", "--temp", "-S", "models.mlp.tiny_mlp.dropout=0.3"]
+    run([*command, "train_mlp@tiny_mlp"], repo, env)
+    assert time.monotonic() - started < 600
+    assert not list((repo / ".dvc" / "tmp" / "exps").glob("*/rel.db"))
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'rel.db'}")
+    experiment = client.get_experiment_by_name("mnist-pipeline")
+    (trained,) = client.search_runs([experiment.experiment_id])
+    assert trained.info.status == "FINISHED"
+    assert trained.data.params["model.dropout"] == "0.3"
+    # The logged model lies beside the store, not in the deleted temporary copy.
+    artifacts = Path(client.get_run(trained.info.run_id).info.artifact_uri.removeprefix("file://"))
+    assert artifacts.is_relative_to(repo / "rel-artifacts")
+    assert any(artifacts.rglob("MLmodel")) or any((repo / "rel-artifacts").rglob("MLmodel"))
