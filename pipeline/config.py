@@ -233,6 +233,10 @@ class TrackingConfig:
     experiment: StrictStr
     registered_model: StrictStr
     log_model: StrictBool
+    # MLflow's HTTP client settings (whole seconds, as MLflow reads them), for a tracking server.
+    request_timeout_seconds: Annotated[StrictInt, Field(ge=1, le=600)]
+    request_retries: Annotated[StrictInt, Field(ge=0, le=10)]
+    request_backoff_seconds: Annotated[StrictInt, Field(ge=0, le=60)]
 
 
 @dataclass(frozen=True, config=_STRICT)

@@ -46,6 +46,7 @@ _STORE_FAULTS = {
     "database or disk is full": "the disk is full",
     "no space left on device": "the disk is full",
     "unable to open database file": "the store file cannot be opened",
+    "timed out": "no answer within tracking.request_timeout_seconds (retried)",
 }
 
 # MLflow caps one param value at 6000 characters and one batch at 100 params.
@@ -159,8 +160,21 @@ def _check_reachable(uri: str) -> None:
             ) from None
 
 
+def bound_requests(config: TrackingConfig) -> None:
+    """Make MLflow's HTTP calls give up within seconds, with the settings of params.tracking.
+
+    MLflow reads these variables at each request (its urllib3 Retry and requests' timeout);
+    its defaults wait 120 s per try over 7 retries, 21 minutes for a server that hangs.
+    """
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(config.request_timeout_seconds)
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(config.request_retries)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(config.request_backoff_seconds)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0"
+
+
 def connect(config: TrackingConfig) -> str:
     """Point MLflow at the store, create the experiment if needed; return its id."""
+    bound_requests(config)
     uri = tracking_uri()
     if os.environ.get("MLFLOW_TRACKING_URI", "").strip():
         os.environ["MLFLOW_TRACKING_URI"] = uri  # what MLflow reads by itself, resolved too

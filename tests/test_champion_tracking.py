@@ -12,8 +12,12 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import serving, tracking
 from pipeline.config import TrackingConfig
+from tests.support import tracking_requests
 
-CONFIG = TrackingConfig(experiment="champion-tests", registered_model="served", log_model=True)
+REQUESTS = tracking_requests()
+CONFIG = TrackingConfig(
+    experiment="champion-tests", registered_model="served", log_model=True, **REQUESTS
+)
 
 
 @pytest.fixture

@@ -30,10 +30,14 @@ from tests.support import (
     copy_repository,
     pipeline_env,
     run,
+    tracking_requests,
     write_small_params,
 )
 
-CONFIG = TrackingConfig(experiment="faults", registered_model="faults-model", log_model=False)
+REQUESTS = tracking_requests()
+CONFIG = TrackingConfig(
+    experiment="faults", registered_model="faults-model", log_model=False, **REQUESTS
+)
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 MNIST_IMAGES_HEADER = bytes([0, 0, 0x08, 3]) + b"".join(
     size.to_bytes(4, "big") for size in (60000, 28, 28)
@@ -441,3 +445,66 @@ def test_a_relative_sqlite_store_keeps_the_runs_of_a_temp_experiment(
     artifacts = Path(client.get_run(trained.info.run_id).info.artifact_uri.removeprefix("file://"))
     assert artifacts.is_relative_to(repo / "rel-artifacts")
     assert any(artifacts.rglob("MLmodel")) or any((repo / "rel-artifacts").rglob("MLmodel"))
+
+
+# ---------------------------------------------------------------------------- a hanging server
+
+
+@contextmanager
+def hanging_server(hang_seconds: float = 120) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 whose /health answers 200 and whose every other request gets
+    no answer for `hang_seconds` (or until the server stops); yields its URL."""
+    import http.server
+    import threading
+
+    stopping = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            if self.path.startswith("/health"):
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"OK")
+                return
+            stopping.wait(hang_seconds)  # bounded: the server stops itself at the latest then
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        stopping.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.e2e
+def test_a_server_that_never_answers_fails_training_within_seconds(
+    trained: Path, home: Path
+) -> None:
+    requests = tracking_requests()
+    timeout, retries = requests["request_timeout_seconds"], requests["request_retries"]
+    bound = timeout * (retries + 1) + requests["request_backoff_seconds"] * (2**retries - 1)
+    before = snapshot(trained, MODEL_OUTPUTS)
+    with hanging_server() as url:
+        started = time.monotonic()
+        failed = run(
+            ["dvc", "repro", "-f", "-s", "train_mlp@tiny_mlp"],
+            trained,
+            user_env(home, MLFLOW_TRACKING_URI=url),
+            check=False,
+        )
+        elapsed = time.monotonic() - started
+    assert failed.returncode != 0
+    one_error_line(failed, f"MLflow tracking store {url}", "request_timeout_seconds")
+    # MLflow's bounded tries, plus the stage's start (Python, TensorFlow, DVC): well under 2 min
+    assert bound <= elapsed < bound + 60, elapsed
+    assert snapshot(trained, MODEL_OUTPUTS) == before
