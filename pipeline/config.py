@@ -245,6 +245,12 @@ class EnsembleConfig:
 
 
 @dataclass(frozen=True, config=_STRICT)
+class ServingConfig:
+    max_images: Annotated[StrictInt, Field(ge=1, le=100_000)]
+    max_pixels: Annotated[StrictInt, Field(ge=784, le=1_000_000_000)]
+
+
+@dataclass(frozen=True, config=_STRICT)
 class Params:
     seed: Annotated[StrictInt, Field(ge=0, le=2**32 - 1)]  # what NumPy and TensorFlow accept
     data: DataConfig
@@ -255,6 +261,7 @@ class Params:
     evaluate: EvaluateConfig
     tracking: TrackingConfig
     ensemble: EnsembleConfig
+    serving: ServingConfig
 
     def model(self, name: str) -> ModelSpec:
         """The spec of model `name`, or a ConfigError listing the known names."""

@@ -25,7 +25,7 @@ from filelock import FileLock
 from matplotlib.figure import Figure
 
 from pipeline.config import TrackingConfig
-from pipeline.errors import TrackingError
+from pipeline.errors import DataError, TrackingError
 from pipeline.paths import MLFLOW_ARTIFACTS, MLFLOW_DB, MLFLOW_DIR, ROOT
 
 # No usage reports from an offline pipeline: MLflow starts its telemetry client when imported.
@@ -346,15 +346,17 @@ class TrackedRun:
         import tempfile
 
         from mlflow.models import ModelSignature
-        from mlflow.types.schema import Array, ColSpec, DataType, Schema
+        from mlflow.types.schema import AnyType, Array, ColSpec, DataType, Schema
 
         from pipeline import paths, serving
 
         signature = ModelSignature(
             inputs=Schema(
                 [
-                    ColSpec(DataType.string, serving.IMAGE_COLUMN, required=False),
-                    ColSpec(Array(Array(DataType.long)), serving.PIXELS_COLUMN, required=False),
+                    # Any type: pipeline.serving checks each cell and names the field in a
+                    # 400; MLflow's own schema check would answer with the whole request.
+                    ColSpec(AnyType(), serving.IMAGE_COLUMN, required=False),
+                    ColSpec(AnyType(), serving.PIXELS_COLUMN, required=False),
                 ]
             ),
             outputs=Schema(
@@ -447,7 +449,32 @@ class DigitModel(mlflow.pyfunc.PythonModel):
 
     # No type hints here: MLflow would read them as a second, conflicting input schema.
     def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
-        return self.reader.predict(model_input)
+        try:
+            return self.reader.predict(model_input)
+        except DataError as error:
+            raise RequestError(str(error)) from None
+
+
+class RequestError(mlflow.exceptions.MlflowException):
+    """A bad request to the served model: HTTP 400 whose JSON message is exactly our one line.
+
+    MLflow's scoring server turns any other exception into a generic message with the server's
+    traceback (paths, source lines), and rewrites an MlflowException's message to start with the
+    whole request (`Failed to predict data '...'`); this one keeps the message it was raised with.
+    """
+
+    def __init__(self, message: str) -> None:
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self.__dict__.setdefault("_message", value)  # the first assignment only
 
 
 def attach_run(run_id: str) -> TrackedRun:
