@@ -182,11 +182,21 @@ class TrackingConfig:
     experiment: StrictStr
     registered_model: StrictStr
     log_model: StrictBool
+    # MLflow's HTTP client settings (whole seconds, as MLflow reads them), for a tracking server.
+    request_timeout_seconds: Annotated[StrictInt, Field(ge=1, le=600)]
+    request_retries: Annotated[StrictInt, Field(ge=0, le=10)]
+    request_backoff_seconds: Annotated[StrictInt, Field(ge=0, le=60)]
 
 
 @dataclass(frozen=True, config=_STRICT)
 class EnsembleConfig:
     rounds: Annotated[StrictInt, Field(ge=1, le=100)]
+
+
+@dataclass(frozen=True, config=_STRICT)
+class ServingConfig:
+    max_images: Annotated[StrictInt, Field(ge=1, le=100_000)]
+    max_pixels: Annotated[StrictInt, Field(ge=784, le=1_000_000_000)]
 
 
 @dataclass(frozen=True, config=_STRICT)
@@ -200,6 +210,7 @@ class Params:
     evaluate: EvaluateConfig
     tracking: TrackingConfig
     ensemble: EnsembleConfig
+    serving: ServingConfig
 
     def model(self, name: str) -> ModelSpec:
         """The spec of model `name`, or a ConfigError listing the known names."""

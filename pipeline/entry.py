@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from types import FrameType
 
 from pipeline.config import Params, load_params
-from pipeline.errors import PipelineError, RunnerError, Terminated
+from pipeline.errors import ConfigError, PipelineError, RunnerError, Terminated
 
 log = logging.getLogger("pipeline")
 
@@ -115,6 +115,23 @@ def _program() -> str | None:
     return f"python -m {spec.name}" if spec is not None else None
 
 
+def stage_model_name() -> str:
+    """The model name of the DVC stage running us (`train_mlp@<name>`: DVC_STAGE's key).
+
+    dvc.yaml's commands carry no `${key}`: DVC runs a command in a shell, so a name written
+    into it would reach the shell before params validation could refuse it. DVC_STAGE is set
+    by DVC for every stage command and reaches us without any shell parsing.
+    """
+    stage = os.environ.get("DVC_STAGE", "")
+    _, at, name = stage.rpartition(":")[2].partition("@")
+    if not at:
+        raise ConfigError(
+            "no model name: pass one (`python -m pipeline.stages.train <name>`) or run the "
+            f"stage through DVC (DVC_STAGE is {stage!r}, not <stage>@<name>)"
+        )
+    return name
+
+
 def run_stage(
     main: Callable[..., None], description: str, per_model: bool = False, loads_keras: bool = True
 ) -> None:
@@ -126,7 +143,11 @@ def run_stage(
     """
     parser = argparse.ArgumentParser(prog=_program(), description=description)
     if per_model:
-        parser.add_argument("model", help="model name, a key of models.mlp or models.cnn")
+        parser.add_argument(
+            "model",
+            nargs="?",
+            help="model name, a key of models.mlp or models.cnn; under DVC, the stage's own key",
+        )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # its errors on a CPU machine too
     logging.basicConfig(
@@ -139,10 +160,11 @@ def run_stage(
         params: Params = load_params()
         select_backend(params.runner.backend)
         if per_model:
-            params.model(args.model)  # an unknown name fails here, before any work
+            name = args.model or stage_model_name()
+            params.model(name)  # an unknown name fails here, before any work
         if loads_keras:
             load_keras()
-        main(params, args.model) if per_model else main(params)
+        main(params, name) if per_model else main(params)
 
     sys.exit(exit_code(work))
 

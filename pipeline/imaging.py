@@ -49,11 +49,19 @@ def read_image(path: str | Path) -> np.ndarray:
     return decode_image(data, path)
 
 
-def decode_image(data: bytes, source: str | Path = "image") -> np.ndarray:
+def decode_image(
+    data: bytes,
+    source: str | Path = "image",
+    max_pixels: int | None = None,
+    limit: str = "pixel limit",
+) -> np.ndarray:
     """Encoded image bytes (PNG, JPEG, anything PIL opens) as float32 gray [H, W] in [0, 1].
 
-    `source` names the image in every error; transparency shows white.
+    `source` names the image in every error; transparency shows white; an image of more than
+    `max_pixels` (default MAX_PIXELS; the `limit` named in the error) is refused before it is
+    decoded.
     """
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     if len(data) == 0:
         raise DataError(f"{source}: empty image")
     if len(data) > MAX_BYTES:
@@ -61,10 +69,9 @@ def decode_image(data: bytes, source: str | Path = "image") -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data)) as image:
             width, height = image.size  # from the header: nothing is decoded yet
-            if width * height > MAX_PIXELS:
+            if width * height > max_pixels:
                 raise DataError(
-                    f"{source}: {width}x{height} pixels is more than the {MAX_PIXELS:,} pixel "
-                    "limit"
+                    f"{source}: {width}x{height} pixels is more than the {max_pixels:,} {limit}"
                 )
             return _grayscale(ImageOps.exif_transpose(image), source)
     except DataError:
@@ -78,8 +85,14 @@ def decode_image(data: bytes, source: str | Path = "image") -> np.ndarray:
         raise DataError(f"{source}: unreadable image ({reason[:200]})") from None
 
 
-def from_pixels(pixels: object, source: str = "array") -> np.ndarray:
+def from_pixels(
+    pixels: object,
+    source: str = "array",
+    max_pixels: int | None = None,
+    limit: str = "pixel limit",
+) -> np.ndarray:
     """An 8-bit image array ([H, W] gray, [H, W, 1|3|4] gray/RGB/RGBA) as gray in [0, 1]."""
+    max_pixels = MAX_PIXELS if max_pixels is None else max_pixels
     try:
         array = np.asarray(pixels, dtype=np.float64)
     except (TypeError, ValueError):
@@ -88,8 +101,11 @@ def from_pixels(pixels: object, source: str = "array") -> np.ndarray:
         array = array[..., 0]
     if array.size == 0 or not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
         raise DataError(f"{source}: expected an [H, W] or [H, W, 1|3|4] image, got {array.shape}")
-    if array.shape[0] * array.shape[1] > MAX_PIXELS:
-        raise DataError(f"{source}: more than the {MAX_PIXELS:,} pixel limit")
+    if array.shape[0] * array.shape[1] > max_pixels:
+        height, width = array.shape[:2]
+        raise DataError(
+            f"{source}: {width}x{height} pixels is more than the {max_pixels:,} {limit}"
+        )
     if not np.isfinite(array).all() or array.min() < 0 or array.max() > 255:
         raise DataError(f"{source}: pixels must be finite numbers in 0-255")
     # uint8 [H, W] opens as L, [H, W, 3] as RGB, [H, W, 4] as RGBA
@@ -118,10 +134,11 @@ def _grayscale(image: Image.Image, path: str | Path) -> np.ndarray:
     return np.asarray(gray, dtype=np.float32) / 255
 
 
-def to_mnist(gray: np.ndarray, source: str | Path = "image") -> np.ndarray:
-    """Grayscale [H, W] in [0, 1] to a float32 [28, 28] MNIST digit (ink 1.0, paper 0.0).
+def to_mnist(gray: np.ndarray, source: str | Path = "image", size: int = SIZE) -> np.ndarray:
+    """Grayscale [H, W] in [0, 1] to a float32 [size, size] MNIST digit (ink 1.0, paper 0.0).
 
-    `source` names the image in the error raised when it holds no ink.
+    `source` names the image in the error raised when it holds no ink. The digit's box and
+    centre scale with `size` as MNIST's 20 and 14 do with 28 (data.image_shape).
     """
     gray = np.asarray(gray, dtype=np.float32)
     if gray.ndim != 2 or gray.size == 0:
@@ -131,7 +148,7 @@ def to_mnist(gray: np.ndarray, source: str | Path = "image") -> np.ndarray:
         raise DataError(f"{source}: no digit found (the image is blank)")
     rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
     crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    return _centre(_fit(crop))
+    return _centre(_fit(crop, round(size * BOX / SIZE)), size)
 
 
 def _ink(gray: np.ndarray) -> np.ndarray | None:
@@ -149,10 +166,10 @@ def _ink(gray: np.ndarray) -> np.ndarray | None:
     return ink
 
 
-def _fit(crop: np.ndarray) -> np.ndarray:
-    """Scale `crop` so its longer side is BOX pixels (anti-aliased); darkest stroke back to 1."""
+def _fit(crop: np.ndarray, box: int = BOX) -> np.ndarray:
+    """Scale `crop` so its longer side is `box` pixels (anti-aliased); darkest stroke back to 1."""
     height, width = crop.shape
-    scale = BOX / max(height, width)
+    scale = box / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     if size != (width, height):
         crop = np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.LANCZOS))
@@ -162,15 +179,16 @@ def _fit(crop: np.ndarray) -> np.ndarray:
     return crop.astype(np.float32)
 
 
-def _centre(glyph: np.ndarray) -> np.ndarray:
-    """Place `glyph` in a SIZE x SIZE field with its centre of mass at CENTRE (kept whole)."""
+def _centre(glyph: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """Place `glyph` in a size x size field with its centre of mass at the centre (kept whole)."""
+    centre = CENTRE * size / SIZE
     height, width = glyph.shape
     mass = float(glyph.sum())
     row = float(glyph.sum(axis=1) @ np.arange(height)) / mass
     col = float(glyph.sum(axis=0) @ np.arange(width)) / mass
     # A lopsided glyph would need to leave the field to be centred exactly; keep all its ink.
-    top = min(max(round(CENTRE - row), 0), SIZE - height)
-    left = min(max(round(CENTRE - col), 0), SIZE - width)
-    field = np.zeros((SIZE, SIZE), dtype=np.float32)
+    top = min(max(round(centre - row), 0), size - height)
+    left = min(max(round(centre - col), 0), size - width)
+    field = np.zeros((size, size), dtype=np.float32)
     field[top : top + height, left : left + width] = glyph
     return field

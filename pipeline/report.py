@@ -17,8 +17,6 @@ import pandas as pd
 from pipeline import champion as chooser
 from pipeline.config import ModelSpec
 
-DIGIT_COLUMNS = [str(d) for d in range(10)]
-
 
 @dataclass(frozen=True)
 class ModelResult:
@@ -152,7 +150,7 @@ def per_digit_matrix(
         name: table.set_index("digit")["accuracy"].rename(str) for name, table in tables.items()
     }
     frame = pd.DataFrame(rows).T
-    return frame.reindex(columns=DIGIT_COLUMNS) if not frame.empty else frame
+    return frame.reindex(columns=sorted(frame.columns, key=int)) if not frame.empty else frame
 
 
 def champion(table: pd.DataFrame) -> str | None:

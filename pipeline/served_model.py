@@ -15,6 +15,7 @@ import mlflow
 import pandas as pd
 
 from pipeline import serving
+from pipeline.errors import DataError
 
 
 class DigitModel(mlflow.pyfunc.PythonModel):
@@ -31,7 +32,32 @@ class DigitModel(mlflow.pyfunc.PythonModel):
 
     # A DataFrame hint: MLflow infers no second schema from it (the logged signature holds).
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.DataFrame:
-        return self.reader.predict(model_input)
+        try:
+            return self.reader.predict(model_input)
+        except DataError as error:
+            raise RequestError(str(error)) from None
+
+
+class RequestError(mlflow.exceptions.MlflowException):
+    """A bad request to the served model: HTTP 400 whose JSON message is exactly our one line.
+
+    MLflow's scoring server turns any other exception into a generic message with the server's
+    traceback (paths, source lines), and rewrites an MlflowException's message to start with the
+    whole request (`Failed to predict data '...'`); this one keeps the message it was raised with.
+    """
+
+    def __init__(self, message: str) -> None:
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
+
+    @property
+    def message(self) -> str:
+        return self._message
+
+    @message.setter
+    def message(self, value: str) -> None:
+        self.__dict__.setdefault("_message", value)  # the first assignment only
 
 
 mlflow.models.set_model(DigitModel())

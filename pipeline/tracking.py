@@ -51,6 +51,7 @@ _STORE_FAULTS = {
     "database or disk is full": "the disk is full",
     "no space left on device": "the disk is full",
     "unable to open database file": "the store file cannot be opened",
+    "timed out": "no answer within tracking.request_timeout_seconds (retried)",
 }
 
 # MLflow caps one param value at 6000 characters (and batches params by 100 itself).
@@ -103,8 +104,50 @@ def store_options() -> list[str]:
 
 
 def tracking_uri() -> str:
-    """`MLFLOW_TRACKING_URI` if set, else the embedded SQLite store of the workspace."""
-    return os.environ.get("MLFLOW_TRACKING_URI", "").strip() or _embedded_uri()
+    """`MLFLOW_TRACKING_URI` if set (a relative local path made absolute against the
+    workspace), else the embedded SQLite store of the workspace."""
+    named = os.environ.get("MLFLOW_TRACKING_URI", "").strip()
+    return _in_workspace(named) if named else _embedded_uri()
+
+
+def _in_workspace(uri: str) -> str:
+    """`uri` with a relative SQLite file, `file:` URI or plain path resolved against the
+    workspace root.
+
+    DVC runs `dvc exp run --temp/--queue` stages in a temporary copy that it deletes afterwards:
+    a store relative to the stage's folder would be created there and lost with it.
+    """
+    if uri.startswith("sqlite:///"):
+        path, query = _split_query(uri.removeprefix("sqlite:///"))
+        if path and not path.startswith("/") and path != ":memory:":
+            return f"sqlite:///{workspace_root() / path}{query}"
+        return uri
+    if uri.startswith("file:"):
+        path = uri.removeprefix("file:")
+        if not path.startswith("/"):
+            return (workspace_root() / path).as_uri()
+        return uri
+    if "://" not in uri and not Path(uri).is_absolute():
+        return str(workspace_root() / uri)
+    return uri
+
+
+def _split_query(text: str) -> tuple[str, str]:
+    path, mark, query = text.partition("?")
+    return path, f"{mark}{query}"
+
+
+def _local_sqlite_artifacts(uri: str) -> str | None:
+    """Where a new experiment of a local SQLite store named by URI keeps its artifacts: beside
+    the database file (`<name>-artifacts/`), not MLflow's default `./mlruns` of the current
+    folder, which under `dvc exp run --temp` is the temporary copy."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path, _ = _split_query(uri.removeprefix("sqlite:///"))
+    if not path.startswith("/"):
+        return None
+    database = Path(path)
+    return database.with_name(f"{database.stem}-artifacts").as_uri()
 
 
 def _embedded_uri() -> str:
@@ -123,9 +166,24 @@ def _check_reachable(uri: str) -> None:
             ) from None
 
 
+def bound_requests(config: TrackingConfig) -> None:
+    """Make MLflow's HTTP calls give up within seconds, with the settings of params.tracking.
+
+    MLflow reads these variables at each request (its urllib3 Retry and requests' timeout);
+    its defaults wait 120 s per try over 7 retries, 21 minutes for a server that hangs.
+    """
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(config.request_timeout_seconds)
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(config.request_retries)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = str(config.request_backoff_seconds)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0"
+
+
 def connect(config: TrackingConfig) -> str:
     """Point MLflow at the store, create the experiment if needed; return its id."""
+    bound_requests(config)
     uri = tracking_uri()
+    if os.environ.get("MLFLOW_TRACKING_URI", "").strip():
+        os.environ["MLFLOW_TRACKING_URI"] = uri  # what MLflow reads by itself, resolved too
     _check_reachable(uri)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     mlflow.set_tracking_uri(uri)
@@ -141,7 +199,7 @@ def connect(config: TrackingConfig) -> str:
                     # under ./mlruns/0 unless the store is opened with an artifact root.
                     SqlAlchemyStore(uri, store_artifacts().as_uri())
                 return _experiment_id(config.experiment, store_artifacts().as_uri())
-        return _experiment_id(config.experiment, None)
+        return _experiment_id(config.experiment, _local_sqlite_artifacts(uri))
     except TrackingError:
         raise
     except Exception as error:  # noqa: BLE001 - any store fault becomes one line naming the URI
@@ -285,15 +343,17 @@ class TrackedRun:
         import tempfile
 
         from mlflow.models import ModelSignature
-        from mlflow.types.schema import Array, ColSpec, DataType, Schema
+        from mlflow.types.schema import AnyType, Array, ColSpec, DataType, Schema
 
         from pipeline import paths, serving
 
         signature = ModelSignature(
             inputs=Schema(
                 [
-                    ColSpec(DataType.string, serving.IMAGE_COLUMN, required=False),
-                    ColSpec(Array(Array(DataType.long)), serving.PIXELS_COLUMN, required=False),
+                    # Any type: pipeline.serving checks each cell and names the field in a
+                    # 400; MLflow's own schema check would answer with the whole request.
+                    ColSpec(AnyType(), serving.IMAGE_COLUMN, required=False),
+                    ColSpec(AnyType(), serving.PIXELS_COLUMN, required=False),
                 ]
             ),
             outputs=Schema(

@@ -318,3 +318,9 @@ def background_server(
         yield url
     finally:
         stop_process_group(process)
+
+
+def tracking_requests() -> dict[str, int]:
+    """params.yaml's tracking.request_* settings (the HTTP bounds of TrackingConfig)."""
+    tracking = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["tracking"]
+    return {key: value for key, value in tracking.items() if key.startswith("request_")}

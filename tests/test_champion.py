@@ -174,8 +174,11 @@ def test_request_rows_of_every_form_become_the_same_digit() -> None:
     ("row", "reason"),
     [
         ({"image": "not base64!"}, "row 0: `image` is not base64"),
-        ({"image": base64.b64encode(b"text").decode()}, "row 0: not an image"),
-        ({"pixels": [[300, 0], [0, 0]]}, "row 0: pixels must be finite numbers in 0-255"),
+        ({"image": base64.b64encode(b"text").decode()}, "row 0: `image`: not an image"),
+        (
+            {"pixels": [[300, 0], [0, 0]]},
+            "row 0: `pixels`: pixels must be finite numbers in 0-255",
+        ),
         ({"pixels": np.full((28, 28), 255).tolist()}, "row 0: no digit found"),
         ({}, "row 0: give `image`"),
     ],
@@ -187,6 +190,8 @@ def test_bad_request_rows_are_one_line_naming_the_row(row: dict, reason: str) ->
 
 class Constant:
     """A member that answers one fixed probability row for every image."""
+
+    input_shape = (None, 28, 28, 1)  # as a Keras model's: the reader sizes images by it
 
     def __init__(self, row: list[float]) -> None:
         self.row = np.array(row)

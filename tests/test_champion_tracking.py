@@ -13,8 +13,13 @@ from mlflow.tracking import MlflowClient
 
 from pipeline import serving, tracking
 from pipeline.config import TrackingConfig
+from tests.support import tracking_requests
 
-CONFIG = TrackingConfig(experiment="champion-tests", registered_model="served", log_model=True)
+REQUESTS = tracking_requests()
+LIMITS = serving.RequestLimits(max_images=10, max_pixels=10_000)
+CONFIG = TrackingConfig(
+    experiment="champion-tests", registered_model="served", log_model=True, **REQUESTS
+)
 
 
 @pytest.fixture
@@ -96,7 +101,7 @@ def test_ensemble_pyfunc_reads_images_like_the_local_reader(
     digit[4:24, 12:16] = 1.0
     example = serving.png_base64(digit)
     with tracking.start_run(experiment_id, "report", {}) as run:
-        uri = run.log_digit_reader(files, serving.manifest(weights, 0.1, 0.3), example)
+        uri = run.log_digit_reader(files, serving.manifest(weights, 0.1, 0.3, LIMITS), example)
     assert uri and run.failures == []
     assert tracking.register_model(CONFIG.registered_model, uri, {"pipeline.model": "ensemble"})
     served = tracking.load_registered(CONFIG.registered_model)

@@ -172,7 +172,9 @@ def test_dvc_plots_draw_offline(repo: Path, tmp_path: Path, browser) -> None:  #
 
 
 def test_make_ui_link_opens_the_runs_and_model_training_is_remembered(
-    repo: Path, tmp_path: Path, browser  # noqa: ANN001
+    repo: Path,
+    tmp_path: Path,
+    browser,  # noqa: ANN001
 ) -> None:
     port = free_port()
     venv = VENV_BIN.parent

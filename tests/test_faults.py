@@ -9,6 +9,7 @@ import hashlib
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,9 +25,19 @@ from pipeline.config import TrackingConfig
 from pipeline.data import decompress
 from pipeline.entry import exit_code
 from pipeline.errors import DataError, TrackingError
-from tests.support import copy_repository, pipeline_env, run, write_small_params
+from tests.support import (
+    TINY_MODELS,
+    copy_repository,
+    pipeline_env,
+    run,
+    tracking_requests,
+    write_small_params,
+)
 
-CONFIG = TrackingConfig(experiment="faults", registered_model="faults-model", log_model=False)
+REQUESTS = tracking_requests()
+CONFIG = TrackingConfig(
+    experiment="faults", registered_model="faults-model", log_model=False, **REQUESTS
+)
 TRAIN_IMAGES = "train-images-idx3-ubyte.gz"
 MNIST_IMAGES_HEADER = bytes([0, 0, 0x08, 3]) + b"".join(
     size.to_bytes(4, "big") for size in (60000, 28, 28)
@@ -347,3 +358,153 @@ def test_a_full_disk_is_named(tmp_path: Path) -> None:
     except MlflowException as wrapped:
         error = TrackingError(f"MLflow store: {tracking._one_line(wrapped)}")
     assert str(error) == "MLflow store: the disk is full: database or disk is full"
+
+
+# ---------------------------------------------------------------------------- names and shells
+
+HOSTILE_NAME = "x;touch PWNED;"
+
+
+@pytest.fixture
+def hostile_repo(tmp_path: Path) -> Path:
+    """A copy whose one MLP is named `x;touch PWNED;`, committed (as `dvc exp run` needs)."""
+    repo = copy_repository(tmp_path / "repo")
+    models = {"mlp": {HOSTILE_NAME: TINY_MODELS["mlp"]["tiny_mlp"]}, "cnn": {}}
+    write_small_params(repo, models=models, tracking={"log_model": False})
+    # The stage fails on the name before it reads the dataset; DVC only checks that it exists.
+    (repo / "data" / "processed").mkdir(parents=True)
+    (repo / "data" / "processed" / "dataset.npz").write_bytes(b"not read")
+    run(["git", "add", "-A"], repo)
+    run(["git", "commit", "-qm", "hostile name"], repo)
+    return repo
+
+
+@pytest.mark.e2e
+# repro: the train stage alone; exp run: from a clean checkout, download and preprocess first.
+@pytest.mark.parametrize("command", [["dvc", "repro", "-s"], ["dvc", "exp", "run"]])
+def test_a_model_name_never_reaches_a_shell(
+    hostile_repo: Path, home: Path, command: list[str], mirror: Path
+) -> None:
+    params = snapshot(hostile_repo, ["params.yaml"])
+    started = time.monotonic()
+    failed = run(
+        [*command, f"train_mlp@{HOSTILE_NAME}"], hostile_repo, user_env(home), check=False
+    )
+    assert time.monotonic() - started < 300
+    assert failed.returncode != 0
+    assert not (hostile_repo / "PWNED").exists(), failed.stdout
+    one_error_line(failed, f"models.mlp.{HOSTILE_NAME!r}", "a model name must match")
+    assert snapshot(hostile_repo, ["params.yaml"]) == params
+    assert not (hostile_repo / "dvc.lock").exists()
+    assert not (hostile_repo / "mlflow" / "mlflow.db").exists()
+
+
+# ---------------------------------------------------------------------------- relative stores
+
+
+@pytest.mark.parametrize(
+    ("named", "resolved"),
+    [
+        ("sqlite:///rel.db", "sqlite:///{root}/rel.db"),
+        ("sqlite:///sub/rel.db?timeout=5", "sqlite:///{root}/sub/rel.db?timeout=5"),
+        ("sqlite:////abs/store.db", "sqlite:////abs/store.db"),
+        ("file:runs", "file://{root}/runs"),
+        ("file:///abs/runs", "file:///abs/runs"),
+        ("runs", "{root}/runs"),
+        ("http://127.0.0.1:5000", "http://127.0.0.1:5000"),
+    ],
+)
+def test_a_relative_store_is_resolved_against_the_workspace(
+    named: str, resolved: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # not the workspace: a stage of `dvc exp run --temp`
+    monkeypatch.setenv("DVC_ROOT", "/work/space")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", named)
+    assert tracking.tracking_uri() == resolved.format(root="/work/space")
+
+
+@pytest.mark.e2e
+def test_a_relative_sqlite_store_keeps_the_runs_of_a_temp_experiment(
+    tmp_path: Path, home: Path, mirror: Path
+) -> None:
+    repo = copy_repository(tmp_path / "repo")
+    write_small_params(repo, train_limit=300, models={"mlp": TINY_MODELS["mlp"], "cnn": {}})
+    run(["git", "commit", "-qam", "small"], repo)
+    env = user_env(home, MLFLOW_TRACKING_URI="sqlite:///rel.db")
+    started = time.monotonic()
+    command = ["dvc", "exp", "run", "--temp", "-S", "models.mlp.tiny_mlp.dropout=0.3"]
+    run([*command, "train_mlp@tiny_mlp"], repo, env)
+    assert time.monotonic() - started < 600
+    assert not list((repo / ".dvc" / "tmp" / "exps").glob("*/rel.db"))
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo / 'rel.db'}")
+    experiment = client.get_experiment_by_name("mnist-pipeline")
+    (trained,) = client.search_runs([experiment.experiment_id])
+    assert trained.info.status == "FINISHED"
+    assert trained.data.params["model.dropout"] == "0.3"
+    # The logged model lies beside the store, not in the deleted temporary copy.
+    artifacts = Path(client.get_run(trained.info.run_id).info.artifact_uri.removeprefix("file://"))
+    assert artifacts.is_relative_to(repo / "rel-artifacts")
+    assert any(artifacts.rglob("MLmodel")) or any((repo / "rel-artifacts").rglob("MLmodel"))
+
+
+# ---------------------------------------------------------------------------- a hanging server
+
+
+@contextmanager
+def hanging_server(hang_seconds: float = 120) -> Iterator[str]:
+    """An HTTP server on 127.0.0.1 whose /health answers 200 and whose every other request gets
+    no answer for `hang_seconds` (or until the server stops); yields its URL."""
+    import http.server
+    import threading
+
+    stopping = threading.Event()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            if self.path.startswith("/health"):
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"OK")
+                return
+            stopping.wait(hang_seconds)  # bounded: the server stops itself at the latest then
+
+        do_GET = do_POST = _answer
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        stopping.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.e2e
+def test_a_server_that_never_answers_fails_training_within_seconds(
+    trained: Path, home: Path
+) -> None:
+    requests = tracking_requests()
+    timeout, retries = requests["request_timeout_seconds"], requests["request_retries"]
+    bound = timeout * (retries + 1) + requests["request_backoff_seconds"] * (2**retries - 1)
+    before = snapshot(trained, MODEL_OUTPUTS)
+    with hanging_server() as url:
+        started = time.monotonic()
+        failed = run(
+            ["dvc", "repro", "-f", "-s", "train_mlp@tiny_mlp"],
+            trained,
+            user_env(home, MLFLOW_TRACKING_URI=url),
+            check=False,
+        )
+        elapsed = time.monotonic() - started
+    assert failed.returncode != 0
+    one_error_line(failed, f"MLflow tracking store {url}", "request_timeout_seconds")
+    # MLflow's bounded tries, plus the stage's start (Python, TensorFlow, DVC): well under 2 min
+    assert bound <= elapsed < bound + 60, elapsed
+    assert snapshot(trained, MODEL_OUTPUTS) == before

@@ -24,10 +24,13 @@ from pipeline import tracking
 from pipeline.config import TrackingConfig
 from pipeline.errors import PipelineError, TrackingError
 from pipeline.paths import ROOT
-from tests.support import free_port, stop_process_group
+from tests.support import free_port, stop_process_group, tracking_requests
 from tests.support import wait_until_healthy as wait_for_health
 
-CONFIG = TrackingConfig(experiment="tests", registered_model="tests-model", log_model=True)
+REQUESTS = tracking_requests()
+CONFIG = TrackingConfig(
+    experiment="tests", registered_model="tests-model", log_model=True, **REQUESTS
+)
 TAGS = {"pipeline.model": "tiny", "pipeline.stage": "train"}
 SERVER_START_SECONDS = 120
 

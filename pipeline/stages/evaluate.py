@@ -139,7 +139,9 @@ def main(params: Params, name: str) -> None:
         ),
     )
     io.write_text(out / "per_digit.csv", tables["test"].to_csv(index=False))
-    confusion = pd.DataFrame(matrices["test"], index=pd.Index(range(10), name="true"))
+    confusion = pd.DataFrame(
+        matrices["test"], index=pd.Index(range(params.data.num_classes), name="true")
+    )
     io.write_text(out / "confusion.csv", confusion.to_csv())
     top_frame = pd.DataFrame(top, columns=["true", "predicted", "count"])
     io.write_text(out / "top_confusions.csv", top_frame.to_csv(index=False))

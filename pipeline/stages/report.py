@@ -171,7 +171,12 @@ def main(params: Params) -> None:
             dataset = data.load_dataset(paths.DATASET)
             model_uri = run.log_digit_reader(
                 {member: paths.model_file(member) for member in weights},
-                serving.manifest(weights, dataset["mean"], dataset["std"]),
+                serving.manifest(
+                    weights,
+                    dataset["mean"],
+                    dataset["std"],
+                    serving.RequestLimits(params.serving.max_images, params.serving.max_pixels),
+                ),
                 _example(dataset),
             )
     failures = run.failures
