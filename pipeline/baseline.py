@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,26 +68,52 @@ def read(names: Iterable[str], rev: str | None, root: Path = paths.ROOT) -> Base
     labels, probabilities, accuracies, missing = None, {}, {}, []
     for name in names:
         reports = paths.model_reports(name)
-        text = read_bytes(reports / "metrics.json")
-        if text is None:
-            continue  # a model the baseline did not have
-        accuracies[name] = float(json.loads(text)["test_accuracy"])
-        stored = read_bytes(reports / "probabilities.npz")
-        if stored is None:
+        accuracy = _test_accuracy(read_bytes(reports / "metrics.json"))
+        if accuracy is None:
+            continue  # a model the baseline did not have (or could not score)
+        accuracies[name] = accuracy
+        arrays = _test_arrays(read_bytes(reports / "probabilities.npz"))
+        if arrays is None:
             missing.append(name)
             continue
-        with np.load(io.BytesIO(stored)) as arrays:
-            probabilities[name] = arrays["test"]
-            labels = arrays["y_test"] if labels is None else labels
+        probabilities[name] = arrays["test"]
+        labels = arrays["y_test"] if labels is None else labels
     predictions = {name: array.argmax(axis=1) for name, array in probabilities.items()}
-    summary = read_bytes(paths.REPORTS_DIR / "summary.json")
-    ensemble = (json.loads(summary).get("ensemble") or {}) if summary else {}
-    if "test_accuracy" in ensemble:
-        accuracies[champion.ENSEMBLE] = float(ensemble["test_accuracy"])
+    ensemble = _ensemble(read_bytes(paths.REPORTS_DIR / "summary.json"))
+    if ensemble is not None:
+        accuracies[champion.ENSEMBLE], weights = ensemble
         # its members' stored probabilities, blended with the weights it recorded
-        if set(ensemble["members"]) <= set(probabilities):
-            blended = champion.blend(probabilities, ensemble["members"])
+        if set(weights) <= set(probabilities):
+            blended = champion.blend(probabilities, weights)
             predictions[champion.ENSEMBLE] = blended.argmax(axis=1)
         else:
             missing.append(champion.ENSEMBLE)
     return Baseline(rev, labels, predictions, accuracies, tuple(missing))
+
+
+def _test_accuracy(text: bytes | None) -> float | None:
+    """`test_accuracy` of a metrics.json, or None if absent or unreadable."""
+    try:
+        return float(json.loads(text)["test_accuracy"]) if text else None
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _test_arrays(data: bytes | None) -> dict[str, np.ndarray] | None:
+    """The test probabilities and labels of a probabilities.npz, or None if unreadable."""
+    if not data:
+        return None
+    try:
+        with np.load(io.BytesIO(data)) as arrays:
+            return {"test": arrays["test"], "y_test": arrays["y_test"]}
+    except (ValueError, KeyError, OSError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def _ensemble(text: bytes | None) -> tuple[float, dict[str, int]] | None:
+    """The ensemble's test accuracy and member weights in a summary.json, or None."""
+    try:
+        ensemble = json.loads(text)["ensemble"] if text else None
+        return float(ensemble["test_accuracy"]), dict(ensemble["members"])
+    except (ValueError, KeyError, TypeError):
+        return None

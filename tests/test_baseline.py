@@ -57,6 +57,23 @@ def test_predictions_in_neither_cache_nor_remote_are_named_missing(committed: Pa
     assert found.predictions == {} and found.accuracies == {"m": 0.75}
 
 
+def test_unreadable_baseline_files_count_as_missing(committed: Path) -> None:
+    (committed / "reports/models/m/probabilities.npz").unlink()
+    (committed / "reports/models/m/probabilities.npz").write_bytes(b"not a zip")
+    (committed / "reports/models/n").mkdir()
+    (committed / "reports/models/n/metrics.json").write_text("{")
+    for args in (
+        ["dvc", "add", "-q", "reports/models/m/probabilities.npz"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "broken"],
+    ):
+        run(args, committed)
+
+    found = baseline.read(["m", "n"], "HEAD", committed)
+
+    assert found.missing == ("m",) and found.accuracies == {"m": 0.75}
+
+
 def test_an_unknown_revision_gives_an_empty_baseline(committed: Path) -> None:
     found = baseline.read(["m"], "no-such-rev", committed)
 
