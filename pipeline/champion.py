@@ -19,15 +19,18 @@ from pipeline.config import ENSEMBLE as ENSEMBLE  # the ensemble's row, folder a
 def split_scores(
     prefix: str, labels: np.ndarray, probabilities: np.ndarray, num_classes: int, top_k: int
 ) -> tuple[dict[str, float | int | str], np.ndarray, pd.DataFrame]:
-    """Headline numbers of one split (`<prefix>_accuracy`, `_loss`, worst digit, top confusion),
-    its confusion matrix and per-digit table."""
+    """Headline numbers of one split (`<prefix>_accuracy` and its 95% interval `_low`, `_high`,
+    `_loss`, worst digit, top confusion), its confusion matrix and per-digit table."""
     predicted = probabilities.argmax(axis=1)
     cm = metrics.confusion_matrix(labels, predicted, num_classes)
     table = metrics.per_class_table(cm)
     top = metrics.top_confusions(cm, top_k)
     worst = table.loc[table["accuracy"].idxmin()]
+    low, high = metrics.accuracy_interval(int(np.trace(cm)), int(cm.sum()))
     scores = {
         f"{prefix}_accuracy": metrics.accuracy(labels, predicted),
+        f"{prefix}_accuracy_low": low,
+        f"{prefix}_accuracy_high": high,
         f"{prefix}_loss": metrics.log_loss(labels, probabilities),
         f"{prefix}_worst_digit": int(worst["digit"]),
         f"{prefix}_worst_digit_accuracy": float(worst["accuracy"]),

@@ -1,18 +1,33 @@
 """Classification metrics as pure functions: sklearn.metrics where it has them, no I/O.
 
 Kept here because no library has them: the calibration summary (two mean confidences and a
-10-bin ECE), the top confusions and the most confident mistakes. sklearn.metrics is imported in
-the functions that use it (about a second), so importing this module stays cheap.
+10-bin ECE), the top confusions and the most confident mistakes. Intervals and paired tests come
+from scipy.stats. sklearn.metrics and scipy are imported in the functions that use them (about a
+second), so importing this module stays cheap.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
 CALIBRATION_BINS = 10
-PER_CLASS_COLUMNS = ("digit", "support", "correct", "accuracy", "precision", "recall", "f1")
+PER_CLASS_COLUMNS = (
+    "digit",
+    "support",
+    "correct",
+    "accuracy",
+    "accuracy_low",
+    "accuracy_high",
+    "precision",
+    "recall",
+    "f1",
+)
+CONFIDENCE = 0.95  # of every accuracy interval
+ALPHA = 0.05  # the significance level of the paired tests' verdicts
 
 
 def _labels(values: ArrayLike, name: str, num_classes: int | None = None) -> np.ndarray:
@@ -92,8 +107,70 @@ def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> float:
     return float(accuracy_score(true, pred))
 
 
+def accuracy_interval(correct: int, total: int) -> tuple[float, float]:
+    """The 95% Wilson score interval of `correct` right answers out of `total`.
+
+    A proportion of zero answers is unknown: (0.0, 1.0).
+    """
+    from scipy.stats import binomtest
+
+    if total < 0 or not 0 <= correct <= max(total, 0):
+        raise ValueError(f"need 0 <= correct <= total, got {correct} of {total}")
+    if total == 0:
+        return 0.0, 1.0
+    # Wilson, not a bootstrap: closed form, right near 100% (never past it), no resampling
+    # noise, so the same predictions always give the same interval.
+    interval = binomtest(int(correct), int(total)).proportion_ci(CONFIDENCE, method="wilson")
+    return float(interval.low), float(interval.high)
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """Two classifiers on the same images: McNemar's exact test on their disagreements.
+
+    delta: candidate minus baseline accuracy (a fraction); baseline_only: images only the
+    baseline gets right (b); candidate_only: images only the candidate gets right (c).
+    """
+
+    delta: float
+    baseline_only: int
+    candidate_only: int
+    p: float
+    verdict: str  # "better", "worse" or "within noise" at ALPHA
+
+
+def mcnemar_p(baseline_only: int, candidate_only: int) -> float:
+    """Two-sided exact McNemar p: the discordant pairs as a binomial test of p = 0.5."""
+    from scipy.stats import binomtest
+
+    if baseline_only < 0 or candidate_only < 0:
+        raise ValueError(
+            f"discordant counts must be non-negative, got {baseline_only} and {candidate_only}"
+        )
+    discordant = int(baseline_only) + int(candidate_only)
+    if discordant == 0:
+        return 1.0
+    return float(binomtest(int(candidate_only), discordant, 0.5).pvalue)
+
+
+def paired_test(y_true: ArrayLike, baseline: ArrayLike, candidate: ArrayLike) -> PairedTest:
+    """Compare two sets of predicted labels for the same images with McNemar's exact test."""
+    true, before = _label_pair(y_true, baseline)
+    _, after = _label_pair(true, candidate)
+    if true.size == 0:
+        raise ValueError("a paired test needs at least one image, got none")
+    right_before, right_after = before == true, after == true
+    baseline_only = int(np.sum(right_before & ~right_after))
+    candidate_only = int(np.sum(right_after & ~right_before))
+    p = mcnemar_p(baseline_only, candidate_only)
+    delta = (candidate_only - baseline_only) / true.size
+    verdict = "within noise" if p >= ALPHA else ("better" if delta > 0 else "worse")
+    return PairedTest(delta, baseline_only, candidate_only, p, verdict)
+
+
 def per_class_table(cm: ArrayLike) -> pd.DataFrame:
-    """One row per class: digit, support, correct, accuracy, precision, recall, f1 (0/0 is 0.0)."""
+    """One row per class: digit, support, correct, accuracy and its 95% interval, precision,
+    recall, f1 (0/0 is 0.0)."""
     from sklearn.metrics import precision_recall_fscore_support
 
     matrix = _square_counts(cm)
@@ -105,12 +182,15 @@ def per_class_table(cm: ArrayLike) -> pd.DataFrame:
     precision, recall, f1, support = precision_recall_fscore_support(
         true, pred, labels=classes, zero_division=0.0
     )
+    low, high = zip(*map(accuracy_interval, np.diag(matrix), support), strict=True)
     return pd.DataFrame(
         {
             "digit": classes,
             "support": support.astype(np.int64),
             "correct": np.diag(matrix),
             "accuracy": recall,  # per class, accuracy and recall are the same number
+            "accuracy_low": low,
+            "accuracy_high": high,
             "precision": precision,
             "recall": recall,
             "f1": f1,

@@ -18,6 +18,7 @@ REPORTS_DIR = ROOT / "reports"
 MODEL_REPORTS_DIR = REPORTS_DIR / "models"
 REPORT_FIGURES_DIR = REPORTS_DIR / "figures"
 RESULTS = REPORTS_DIR / "results.md"  # the report stage's table, copied into README.md
+HEADLINE_METRICS = REPORTS_DIR / "metrics.json"  # the only file dvc.yaml declares as metrics
 
 MLFLOW_DIR = ROOT / "mlflow"  # the embedded tracking store
 MLFLOW_DB = MLFLOW_DIR / "mlflow.db"

@@ -35,6 +35,11 @@ def _git(*args: str) -> str | None:
     return done.stdout
 
 
+def head_commit() -> str | None:
+    """The commit HEAD points at, or None outside a git repository or before the first commit."""
+    return (_git("rev-parse", "--verify", "-q", "HEAD") or "").strip() or None
+
+
 def git_tags() -> dict[str, str]:
     """The commit the code came from and whether tracked sources differ from it."""
     commit = os.environ.get("DVC_EXP_BASELINE_REV") or (_git("rev-parse", "HEAD") or "").strip()

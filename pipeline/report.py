@@ -15,7 +15,26 @@ import numpy as np
 import pandas as pd
 
 from pipeline import champion as chooser
+from pipeline import metrics
+from pipeline.baseline import Baseline
 from pipeline.config import ModelSpec
+
+INTERVAL_COLUMNS = (
+    "val_accuracy_low",
+    "val_accuracy_high",
+    "test_accuracy_low",
+    "test_accuracy_high",
+)
+PAIRED_COLUMNS = (
+    "delta_vs_baseline",
+    "baseline_only",
+    "candidate_only",
+    "p_vs_baseline",
+    "verdict_vs_baseline",
+    "delta_vs_champion",
+    "p_vs_champion",
+    "verdict_vs_champion",
+)
 
 
 @dataclass(frozen=True)
@@ -57,42 +76,144 @@ def load_results(specs: Mapping[str, ModelSpec], reports_dir: Path) -> list[Mode
     ]
 
 
-def comparison_table(
-    results: Sequence[ModelResult], baseline: Mapping[str, float] | None = None
-) -> pd.DataFrame:
-    """One row per model; test-accuracy delta against `baseline` (e.g. HEAD's metrics)."""
+def comparison_table(results: Sequence[ModelResult]) -> pd.DataFrame:
+    """One row per model: size, time, both accuracies with their 95% intervals, target, source."""
     rows = []
     for result in results:
-        spec, train, metrics = result.spec, result.train or {}, result.metrics or {}
-        test_accuracy = metrics.get("test_accuracy")
-        row = {
-            "model": spec.name,
-            "kind": spec.kind,
-            "source": spec.source,
-            "parameters": train.get("parameters"),
-            "epochs": train.get("epochs"),
-            "train_seconds": train.get("train_seconds"),
-            # evaluate's figure of the saved model; train.json's is the last epoch's, the same
-            # model unless a run was restored from an older evaluate
-            "val_accuracy": metrics.get("val_accuracy", train.get("val_accuracy")),
-            "test_accuracy": test_accuracy,
-            "target": spec.target_accuracy,
-            "meets_target": None
-            if test_accuracy is None
-            else test_accuracy >= spec.target_accuracy,
-            "reported": spec.reported_accuracy,
-            "worst_digit": metrics.get("worst_digit"),
-            "worst_digit_accuracy": metrics.get("worst_digit_accuracy"),
-            "top_confusion": metrics.get("top_confusion"),
-            "status": "ok" if train and metrics else "missing results",
-        }
-        if baseline is not None:
-            before = baseline.get(spec.name)
-            row["delta_vs_head"] = (
-                None if before is None or test_accuracy is None else test_accuracy - before
-            )
-        rows.append(row)
+        spec, train, evaluated = result.spec, result.train or {}, result.metrics or {}
+        test_accuracy = evaluated.get("test_accuracy")
+        rows.append(
+            {
+                "model": spec.name,
+                "kind": spec.kind,
+                "source": spec.source,
+                "parameters": train.get("parameters"),
+                "epochs": train.get("epochs"),
+                "train_seconds": train.get("train_seconds"),
+                # evaluate's figure of the saved model; train.json's is the last epoch's, the
+                # same model unless a run was restored from an older evaluate
+                "val_accuracy": evaluated.get("val_accuracy", train.get("val_accuracy")),
+                **{key: evaluated.get(key) for key in INTERVAL_COLUMNS},
+                "test_accuracy": test_accuracy,
+                "target": spec.target_accuracy,
+                "meets_target": None
+                if test_accuracy is None
+                else test_accuracy >= spec.target_accuracy,
+                "reported": spec.reported_accuracy,
+                "worst_digit": evaluated.get("worst_digit"),
+                "worst_digit_accuracy": evaluated.get("worst_digit_accuracy"),
+                "top_confusion": evaluated.get("top_confusion"),
+                "status": "ok" if train and metrics else "missing results",
+            }
+        )
     return pd.DataFrame(rows)
+
+
+def paired_tests(
+    table: pd.DataFrame,
+    predictions: Mapping[str, np.ndarray],
+    labels: np.ndarray | None,
+    baseline: Baseline,
+    champion_name: str | None,
+) -> pd.DataFrame:
+    """The table with each row's test Δ and McNemar test against the baseline revision (Δ alone
+    where the baseline's predictions are missing) and against the champion."""
+    if labels is None:
+        return table.reindex(columns=[*table.columns, *PAIRED_COLUMNS])
+    paired = baseline.labels is not None and np.array_equal(baseline.labels, labels)
+    rows = []
+    for row in table.itertuples():
+        name, columns = row.model, {}
+        before = baseline.predictions.get(name) if paired else None
+        if name in predictions and before is not None:
+            test = metrics.paired_test(labels, before, predictions[name])
+            columns.update(
+                delta_vs_baseline=test.delta,
+                baseline_only=test.baseline_only,
+                candidate_only=test.candidate_only,
+                p_vs_baseline=test.p,
+                verdict_vs_baseline=test.verdict,
+            )
+        elif name in baseline.accuracies and not pd.isna(row.test_accuracy):
+            columns["delta_vs_baseline"] = float(row.test_accuracy) - baseline.accuracies[name]
+        if name in predictions and champion_name in predictions:
+            test = metrics.paired_test(labels, predictions[champion_name], predictions[name])
+            columns.update(
+                delta_vs_champion=test.delta,
+                p_vs_champion=test.p,
+                verdict_vs_champion=test.verdict,
+            )
+        rows.append(columns)
+    extra = pd.DataFrame(rows, index=table.index, columns=PAIRED_COLUMNS)
+    return pd.concat([table, extra], axis=1)
+
+
+def test_predictions(
+    stored: Mapping[str, Mapping[str, np.ndarray]], extra: Mapping[str, np.ndarray] | None = None
+) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """The test labels and each model's predicted test labels (plus `extra`, e.g. the
+    ensemble's), from load_probabilities' arrays."""
+    labels = next(iter(stored.values()))["y_test"] if stored else None
+    predictions = {name: arrays["test"].argmax(axis=1) for name, arrays in stored.items()}
+    return labels, {**predictions, **(extra or {})}
+
+
+def headline_metrics(table: pd.DataFrame, champion_name: str | None) -> dict:
+    """reports/metrics.json, the one metrics file `dvc exp show` shows: per model its validation
+    and test accuracy, its test Δ against the baseline (pp) and that Δ's p; the ensemble's test
+    accuracy; the champion.
+
+    Few short keys, so that after a one-model change `dvc exp show --only-changed` (that model's
+    and the ensemble's columns) fits 160 columns with the changed parameter; the intervals and
+    the ensemble's tests are in report.md, MLflow and each model's metrics.json.
+    """
+
+    def number(value: object, digits: int = 6) -> float | None:
+        return None if _missing(value) else round(float(value), digits)
+
+    def significant(value: object) -> float | None:
+        return None if _missing(value) else float(f"{float(value):.3g}")
+
+    headline: dict = {"champion": champion_name}
+    for row in table.itertuples():
+        if row.model == chooser.ENSEMBLE:
+            headline[row.model] = {"test": number(row.test_accuracy)}
+            continue
+        delta = getattr(row, "delta_vs_baseline", None)
+        headline[row.model] = {
+            "val": number(row.val_accuracy),
+            "test": number(row.test_accuracy),
+            "delta": None if _missing(delta) else number(100 * float(delta), 4),  # in pp
+            "p": significant(getattr(row, "p_vs_baseline", None)),
+        }
+    return headline
+
+
+def baseline_notes(
+    baseline: Baseline, labels: np.ndarray | None, names: Sequence[str]
+) -> list[str]:
+    """What the Δ columns compare against, and one line where a test could not be made."""
+    if baseline.rev is None:
+        return ["No baseline revision (no git commit): no Δ."]
+    rev = baseline.rev[:12]
+    notes = [
+        f"Δ: test accuracy against the baseline {rev} (the revision this run started from), "
+        "on the same test images; b: images only the baseline gets right, c: only this model; "
+        f"p: McNemar's exact test; verdict at p < {metrics.ALPHA}."
+    ]
+    if baseline.labels is not None and (
+        labels is None or not np.array_equal(baseline.labels, labels)
+    ):
+        notes.append(f"The baseline {rev} has other test images: Δ without a test.")
+    elif baseline.missing:
+        notes.append(
+            f"The baseline {rev}'s predictions of {', '.join(baseline.missing)} are in neither "
+            "the DVC cache nor a remote: Δ without a test."
+        )
+    new = [name for name in names if name not in baseline.accuracies]
+    if new:
+        notes.append(f"New since the baseline {rev} (no Δ): {', '.join(new)}.")
+    return notes
 
 
 def load_probabilities(names: Sequence[str], reports_dir: Path) -> dict[str, dict]:
@@ -123,6 +244,10 @@ def ensemble_row(
         "epochs": None,
         "train_seconds": pd.to_numeric(members["train_seconds"], errors="coerce").sum(min_count=1),
         "val_accuracy": validation["val_accuracy"],
+        "val_accuracy_low": validation["val_accuracy_low"],
+        "val_accuracy_high": validation["val_accuracy_high"],
+        "test_accuracy_low": test["test_accuracy_low"],
+        "test_accuracy_high": test["test_accuracy_high"],
         "test_accuracy": test["test_accuracy"],
         "target": None,
         "meets_target": None,
@@ -202,19 +327,75 @@ def machine_description() -> str:
     return f"{cpu}, {os.cpu_count()} cores{memory}, {platform.system()}"
 
 
-def _display(table: pd.DataFrame) -> pd.DataFrame:
-    """The table as people read it: percentages, seconds, names."""
+def _missing(value: object) -> bool:
+    return value is None or pd.isna(value)
+
+
+def _percent(value: object) -> str:
+    return "" if _missing(value) else f"{100 * float(value):.2f}%"
+
+
+def _with_interval(value: object, low: object, high: object) -> str:
+    """`99.40% (99.24–99.52)`: an accuracy and its 95% interval, in percent."""
+    if _missing(value):
+        return ""
+    if _missing(low) or _missing(high):
+        return _percent(value)
+    return f"{_percent(value)} ({100 * float(low):.2f}–{100 * float(high):.2f})"
+
+
+def _points(value: object) -> str:
+    return "" if _missing(value) else f"{100 * float(value):+.2f} pp"
+
+
+def _p_value(value: object) -> str:
+    return "" if _missing(value) else f"{float(value):.2g}"
+
+
+def _column(table: pd.DataFrame, name: str) -> pd.Series:
+    return table[name] if name in table else pd.Series([None] * len(table), index=table.index)
+
+
+def _versus_champion(table: pd.DataFrame, champion_name: str | None) -> list[str]:
+    """`-0.30 pp, p 0.0012, worse`: each row's paired test against the champion."""
+    cells = []
+    for row in table.itertuples():
+        delta, p = getattr(row, "delta_vs_champion", None), getattr(row, "p_vs_champion", None)
+        if row.model == champion_name:
+            cells.append("champion")
+        elif _missing(delta):
+            cells.append("")
+        else:
+            cells.append(f"{_points(delta)}, p {_p_value(p)}, {row.verdict_vs_champion}")
+    return cells
+
+
+def _display(table: pd.DataFrame, champion_name: str | None = None) -> pd.DataFrame:
+    """The table as people read it: percentages with 95% intervals, seconds, names, tests."""
     shown = pd.DataFrame({"model": table["model"], "kind": table["kind"]})
     shown["params"] = table["parameters"].map(lambda v: "" if pd.isna(v) else f"{int(v):,}")
     shown["epochs"] = table["epochs"].map(lambda v: "" if pd.isna(v) else str(int(v)))
     shown["train time"] = table["train_seconds"].map(lambda v: "" if pd.isna(v) else f"{v:.0f} s")
-    percent = lambda v: "" if v is None or pd.isna(v) else f"{100 * float(v):.2f}%"  # noqa: E731
-    shown["val acc"] = table["val_accuracy"].map(percent)
-    shown["test acc"] = table["test_accuracy"].map(percent)
-    if "delta_vs_head" in table:
-        shown["Δ vs HEAD"] = table["delta_vs_head"].map(
-            lambda v: "" if v is None or pd.isna(v) else f"{100 * float(v):+.2f} pp"
-        )
+    for label, split in (("val acc (95% CI)", "val"), ("test acc (95% CI)", "test")):
+        shown[label] = [
+            _with_interval(*values)
+            for values in zip(
+                table[f"{split}_accuracy"],
+                _column(table, f"{split}_accuracy_low"),
+                _column(table, f"{split}_accuracy_high"),
+                strict=True,
+            )
+        ]
+    if "delta_vs_baseline" in table:
+        shown["Δ vs baseline"] = table["delta_vs_baseline"].map(_points)
+        shown["b/c"] = [
+            "" if _missing(b) else f"{int(b)}/{int(c)}"
+            for b, c in zip(table["baseline_only"], table["candidate_only"], strict=True)
+        ]
+        shown["p"] = table["p_vs_baseline"].map(_p_value)
+        shown["verdict"] = table["verdict_vs_baseline"].map(lambda v: "" if _missing(v) else v)
+    if "delta_vs_champion" in table:
+        shown["vs champion (test)"] = _versus_champion(table, champion_name)
     shown["target"] = [
         ""
         if t is None or pd.isna(t)
@@ -230,7 +411,7 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
         s if r is None or pd.isna(r) else f"{s} ({100 * r:.2f}%)"
         for s, r in zip(table["source"], table["reported"], strict=True)
     ]
-    shown.loc[table["status"] != "ok", "test acc"] = "missing"
+    shown.loc[table["status"] != "ok", "test acc (95% CI)"] = "missing"
     return shown
 
 
@@ -253,8 +434,9 @@ def results_markdown(
 ) -> str:
     """reports/results.md, which `make results` copies into the README: the columns that
     compare models (report.md has them all), the champion and the ensemble's sentence."""
-    compact = _display(table).drop(
-        columns=["kind", "Δ vs HEAD", "worst digit", "top confusion"], errors="ignore"
+    compact = _display(table, champion_name).drop(
+        columns=["kind", "Δ vs baseline", "b/c", "p", "verdict", "worst digit", "top confusion"],
+        errors="ignore",
     )
     return "\n".join([*_measured(compact, when, machine), *_verdict(table, champion_name)]) + "\n"
 
@@ -265,9 +447,14 @@ def markdown_report(
     when: str,
     machine: str,
     champion_name: str | None,
+    notes: Sequence[str] = (),
 ) -> str:
-    """reports/report.md: the table, the champion and the figures (relative paths)."""
-    lines = ["# MNIST architecture comparison", "", *_measured(_display(table), when, machine)]
+    """reports/report.md: the table, what its tests compare, the champion and the figures
+    (relative paths)."""
+    shown = _display(table, champion_name)
+    lines = ["# MNIST architecture comparison", "", *_measured(shown, when, machine)]
+    for note in notes:
+        lines += ["", note]
     lines += _verdict(table, champion_name)
     for title, path in figures.items():
         lines += ["", f"## {title}", "", f"![{title}]({path})"]
@@ -280,12 +467,14 @@ def html_report(
     when: str,
     machine: str,
     champion_name: str | None,
+    notes: Sequence[str] = (),
 ) -> str:
     """A self-contained HTML page (figures inlined) that opens offline."""
     body = [
         "<h1>MNIST architecture comparison</h1>",
         f"<p>Measured {html.escape(when)} on {html.escape(machine)}.</p>",
-        _display(table).to_html(index=False, border=0, classes="results"),
+        _display(table, champion_name).to_html(index=False, border=0, classes="results"),
+        *(f"<p>{html.escape(note)}</p>" for note in notes),
     ]
     if champion_name:
         body.append(

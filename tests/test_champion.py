@@ -114,8 +114,10 @@ def test_ensemble_row_sits_in_the_table_and_the_report_names_the_rule() -> None:
              "worst_digit_accuracy": 0.7, "top_confusion": "2->7 (2)", "status": "ok"},
         ]
     )  # fmt: skip
-    scores = {"val_accuracy": 0.93, "test_accuracy": 0.94, "test_worst_digit": 3,
-              "test_worst_digit_accuracy": 0.9, "test_top_confusion": "3->5 (1)"}  # fmt: skip
+    scores = {"val_accuracy": 0.93, "val_accuracy_low": 0.92, "val_accuracy_high": 0.94,
+              "test_accuracy": 0.94, "test_accuracy_low": 0.93, "test_accuracy_high": 0.95,
+              "test_worst_digit": 3, "test_worst_digit_accuracy": 0.9,
+              "test_top_confusion": "3->5 (1)"}  # fmt: skip
     row = report.ensemble_row({"a": 3, "b": 1}, base, scores, scores)
     assert row["parameters"] == 30 and row["source"] == "a×3 + b×1"
     full = pd.concat([base, pd.DataFrame([row])], ignore_index=True)
@@ -129,6 +131,7 @@ def test_ensemble_row_sits_in_the_table_and_the_report_names_the_rule() -> None:
         == 1
     )
     assert "val acc" in text and "test acc" in text
+    assert "94.00% (93.00–95.00)" in text  # the ensemble's test accuracy and its interval
     results = report.results_markdown(full, "now", "here", report.champion(full))
     assert results.startswith("Measured now on here.")
     assert "top confusion" in text and "top confusion" not in results  # report.md has them all

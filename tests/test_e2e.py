@@ -110,8 +110,10 @@ def test_dvc_metrics_and_plots_show(repo: Path) -> None:
     shown = run(["dvc", "metrics", "show", "--json"], repo)
     metrics = json.loads(shown.stdout)
     files = next(iter(metrics.values()))["data"]
-    accuracy = files["reports/models/tiny_cnn/metrics.json"]["data"]["test_accuracy"]
-    assert 0.1 < accuracy <= 1.0
+    assert set(files) == {"reports/metrics.json"}  # the headline; per-model files are outputs
+    headline = files["reports/metrics.json"]["data"]
+    assert 0.1 < headline["tiny_cnn"]["test"] <= 1.0
+    assert headline["champion"] in {*MODELS, "ensemble"}
     plots = run(["dvc", "plots", "show", "--json"], repo)
     assert "reports/validation_curves.csv" in plots.stdout  # one overlay of every model
     assert "reports/plots/tiny_cnn/confusion_validation.png" in plots.stdout
@@ -141,9 +143,39 @@ def test_editing_one_model_reruns_only_its_stages(client: MlflowClient, repo: Pa
     }
     assert len(model_runs(client, "tiny_mlp")) == 2
     assert len(model_runs(client, "tiny_cnn")) == 1
-    assert "pp" in (repo / "reports" / "report.md").read_text()  # the delta against HEAD
+    report = (repo / "reports" / "report.md").read_text()
+    assert "pp" in report and "Δ: test accuracy against the baseline" in report
     env = pipeline_env()
     run(["git", "checkout", "-q", "params.yaml"], repo, env)
+
+
+def test_one_model_experiment_is_tested_against_the_baseline_and_fits_160_columns(
+    repo: Path,
+) -> None:
+    # --temp: a temporary copy of the workspace, whose report reads the baseline's predictions
+    # through DVC from the committed revision (`dvc exp run` in place was checked by hand).
+    run(
+        ["dvc", "exp", "run", "--temp", "-n", "narrow", "-S", "models.mlp.tiny_mlp.hidden=[16]"],
+        repo,
+    )
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    [narrow] = [
+        found["revs"][0]
+        for baseline in shown
+        for found in baseline.get("experiments") or []
+        if found["revs"][0]["name"] == "narrow"
+    ]
+    headline = narrow["data"]["metrics"]["reports/metrics.json"]["data"]
+    assert headline["tiny_mlp"]["delta"] != 0.0 and 0.0 <= headline["tiny_mlp"]["p"] < 1.0
+    assert headline["tiny_cnn"]["delta"] == 0.0 and headline["tiny_cnn"]["p"] == 1.0
+    # the only metrics file: no per-model columns beside it
+    assert set(narrow["data"]["metrics"]) == {"reports/metrics.json"}
+
+    table = run(
+        ["dvc", "exp", "show", "--only-changed", "--no-pager"], repo, pipeline_env(COLUMNS="160")
+    ).stdout
+    assert max(len(line) for line in table.splitlines()) <= 160, table
+    assert "models.mlp.tiny_mlp.hidden" in table and "tiny_mlp.delta" in table, table
 
 
 def test_queued_experiments_run_in_parallel_into_the_workspace_store(

@@ -80,6 +80,8 @@ def test_per_class_table_matches_hand_computation():
         "support",
         "correct",
         "accuracy",
+        "accuracy_low",
+        "accuracy_high",
         "precision",
         "recall",
         "f1",
@@ -93,6 +95,10 @@ def test_per_class_table_matches_hand_computation():
     np.testing.assert_allclose(table["precision"], [3 / 5, 2 / 3, 1 / 2])
     # f1 = 2PR / (P + R): class 0: 0.9 / 1.35; class 1: 2/3; class 2: (1/3) / (5/6)
     np.testing.assert_allclose(table["f1"], [2 / 3, 2 / 3, 2 / 5])
+    # each digit's interval is the Wilson interval of its correct / support
+    assert (table["accuracy_low"][0], table["accuracy_high"][0]) == metrics.accuracy_interval(3, 4)
+    assert (table["accuracy_low"] < table["accuracy"]).all()
+    assert (table["accuracy"] < table["accuracy_high"]).all()
 
 
 @pytest.mark.filterwarnings("error")
@@ -313,3 +319,99 @@ def test_log_loss_takes_a_float32_softmax_in_either_precision() -> None:
     # the same numbers held as float64 (e.g. an average of models' outputs) are as good
     as_float64 = probabilities.astype(np.float64)
     assert metrics.log_loss(labels, as_float64) == pytest.approx(expected, rel=1e-6)
+
+
+# ---------------------------------------------------------------- intervals and paired tests
+
+
+def test_accuracy_interval_of_9850_in_10000_is_the_wilson_closed_form():
+    # Wilson (1927), as written in Newcombe (1998), Stat. Med. 17:857, method 3:
+    # (2np + z² ± z·sqrt(z² + 4np(1-p))) / (2(n + z²)), z = 1.959964 (two-sided 95%).
+    # Worked in 30-digit decimal arithmetic: 0.98242456407 to 0.98720295751.
+    low, high = metrics.accuracy_interval(9_850, 10_000)
+
+    assert low == pytest.approx(0.98242456407, abs=1e-10)
+    assert high == pytest.approx(0.98720295751, abs=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("correct", "total", "published"),
+    [
+        # Newcombe (1998), Table I, method 3 (score interval without continuity correction)
+        (81, 263, (0.2553, 0.3662)),
+        (15, 148, (0.0624, 0.1605)),
+        (0, 20, (0.0, 0.1611)),
+        (1, 29, (0.0061, 0.1718)),
+    ],
+)
+def test_accuracy_interval_matches_newcombes_published_table(correct, total, published):
+    interval = metrics.accuracy_interval(correct, total)
+
+    assert [round(bound, 4) for bound in interval] == list(published)
+
+
+def test_accuracy_interval_stays_inside_zero_and_one_near_100_percent():
+    low, high = metrics.accuracy_interval(10_000, 10_000)
+
+    assert 0.999 < low < 1.0 and high == pytest.approx(1.0)
+    assert metrics.accuracy_interval(0, 0) == (0.0, 1.0)
+
+
+@pytest.mark.parametrize(("correct", "total"), [(5, 4), (-1, 4), (0, -1)])
+def test_accuracy_interval_rejects_impossible_counts(correct, total):
+    with pytest.raises(ValueError, match="correct <= total"):
+        metrics.accuracy_interval(correct, total)
+
+
+def test_mcnemar_p_by_hand_and_against_scipy():
+    # 0 against 6: both one-sided tails are 0.5**6, so p = 2 / 64
+    assert metrics.mcnemar_p(0, 6) == 0.03125
+    assert metrics.mcnemar_p(6, 0) == 0.03125
+    assert metrics.mcnemar_p(0, 0) == 1.0
+    # 10 against 20: twice the binomial tail P(X <= 10), X ~ Bin(30, 1/2)
+    from scipy.stats import binom
+
+    assert metrics.mcnemar_p(10, 20) == pytest.approx(2 * binom.cdf(10, 30, 0.5))
+    assert metrics.mcnemar_p(10, 20) == pytest.approx(0.0987371467)
+
+
+def test_paired_test_counts_the_discordant_images():
+    y_true = [0, 1, 2, 3, 4, 5, 6, 7]
+    baseline = [0, 1, 2, 3, 9, 9, 9, 7]  # wrong on 4, 5, 6
+    candidate = [0, 9, 2, 3, 4, 5, 6, 7]  # wrong on 1 only
+
+    result = metrics.paired_test(y_true, baseline, candidate)
+
+    assert (result.baseline_only, result.candidate_only) == (1, 3)
+    assert result.delta == pytest.approx(2 / 8)
+    assert result.p == pytest.approx(metrics.mcnemar_p(1, 3)) and result.p == 0.625
+    assert result.verdict == "within noise"
+
+
+def test_paired_test_of_a_model_with_itself_is_zero_and_p_one():
+    predicted = [0, 1, 1, 3, 2]
+
+    result = metrics.paired_test([0, 1, 2, 3, 4], predicted, predicted)
+
+    assert result == metrics.PairedTest(0.0, 0, 0, 1.0, "within noise")
+
+
+def test_paired_test_verdicts_at_five_percent():
+    y_true = np.zeros(20, dtype=int)
+    right, wrong = np.zeros(20, dtype=int), np.ones(20, dtype=int)
+    mostly_wrong = wrong.copy()
+    mostly_wrong[:14] = 0  # 6 wrong of 20
+
+    better = metrics.paired_test(y_true, mostly_wrong, right)  # 0 against 6: p = 0.03125
+    worse = metrics.paired_test(y_true, right, mostly_wrong)
+
+    assert (better.verdict, better.p, better.delta) == ("better", 0.03125, 0.3)
+    assert (worse.verdict, worse.delta) == ("worse", -0.3)
+    five = wrong.copy()
+    five[:15] = 0  # 0 against 5: p = 0.0625
+    assert metrics.paired_test(y_true, five, right).verdict == "within noise"
+
+
+def test_paired_test_rejects_predictions_of_other_images():
+    with pytest.raises(ValueError, match="y_true has 3 labels but y_pred has 2"):
+        metrics.paired_test([0, 1, 2], [0, 1], [0, 1, 2])

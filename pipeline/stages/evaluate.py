@@ -1,10 +1,11 @@
 """Stage evaluate_<kind>@<name>: validation and test metrics and figures of one trained model.
 
 Reads data/processed/dataset.npz, models/<name>.keras, reports/models/<name>/history.csv and
-params (seed, evaluate, tracking). Writes into reports/models/<name>/: metrics.json (DVC metrics:
-validation and test accuracy and loss, the test split's worst digit and top confusion),
-per_digit.csv, confusion.csv, top_confusions.csv (test split), probabilities.npz (both splits'
-probabilities and labels, which the report stage ensembles without retraining),
+params (seed, evaluate, tracking). Writes into reports/models/<name>/: metrics.json (validation
+and test accuracy, each with its 95% Wilson interval `_low`/`_high`, and loss, the test split's
+worst digit and top confusion), per_digit.csv (each digit's accuracy and interval),
+confusion.csv, top_confusions.csv (test split), probabilities.npz (both splits' probabilities
+and labels, which the report stage ensembles without retraining),
 predictions_{validation,test}.csv (each image's actual and predicted digit: DVC's confusion
 plots) and figures/*.png;
 into reports/plots/<name>/ the DVC image plots (both confusion matrices, the misclassified grid).
@@ -72,15 +73,18 @@ def main(params: Params, name: str) -> None:
     y_test, test_probabilities = dataset["y_test"], probabilities["test"]
     results = {
         "val_accuracy": scores["val_accuracy"],
+        "val_accuracy_low": scores["val_accuracy_low"],
+        "val_accuracy_high": scores["val_accuracy_high"],
         "val_loss": scores["val_loss"],
         "test_accuracy": scores["test_accuracy"],
+        "test_accuracy_low": scores["test_accuracy_low"],
+        "test_accuracy_high": scores["test_accuracy_high"],
         "test_loss": scores["test_loss"],
         "worst_digit": scores["test_worst_digit"],
         "worst_digit_accuracy": scores["test_worst_digit_accuracy"],
         "top_confusion": scores["test_top_confusion"],
     }
-    # MLflow gets the details too; metrics.json keeps to the numbers worth a column in
-    # `dvc exp show`.
+    # MLflow gets the details too; metrics.json keeps to the headline numbers.
     details = {
         **{
             f"test_accuracy_digit_{int(r.digit)}": float(r.accuracy)

@@ -2,44 +2,34 @@
 
 Reads reports/models/<name>/{train.json,metrics.json,per_digit.csv,history.csv,probabilities.npz}
 of every model in params.models, data/processed/dataset.npz (the normalisation and one real digit
-as the served model's input example) and HEAD's committed metrics as the baseline. Chooses an
-ensemble of the trained models by greedy forward selection on the validation probabilities only,
-and the champion (a model or the ensemble) by validation accuracy. Writes reports/report.md,
+as the served model's input example) and, through DVC, the baseline revision's stored test
+predictions (DVC_EXP_BASELINE_REV, else HEAD: pipeline/baseline.py). Chooses an ensemble of the
+trained models by greedy forward selection on the validation probabilities only, and the
+champion (a model or the ensemble) by validation accuracy; tests every row on the test split
+against the baseline and the champion (McNemar's exact test). Writes reports/report.md,
 reports/report.html (self-contained), reports/figures/*.png, reports/validation_curves.csv (the
 DVC plots overlaying every model's training and validation curves), reports/plots/ensemble/*.png
-(both confusion matrices), reports/ensemble_per_digit.csv and reports/summary.json (DVC metrics).
-Logs the ensemble into an MLflow run of its own, the rest into a summary run linked to each
-model's run, and registers the champion under
-tracking.registered_model with the alias `champion`: a pyfunc that reads raw images.
+(both confusion matrices), reports/ensemble_per_digit.csv, reports/summary.json and
+reports/metrics.json (the headline numbers, DVC's only metrics file). Logs the ensemble into an
+MLflow run of its own, the rest into a summary run linked to each model's run, and registers
+the champion under tracking.registered_model with the alias `champion`: a pyfunc that reads
+raw images.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 
 import pandas as pd
 
-from pipeline import champion, data, io, paths, provenance, report
+from pipeline import baseline, champion, data, io, paths, provenance, report
 from pipeline.config import Params
 from pipeline.entry import run_stage
 
 log = logging.getLogger(__name__)
 # The columns of reports/validation_curves.csv, every model's curves that dvc.yaml overlays.
 CURVES = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
-
-
-def _baseline(names: list[str]) -> dict[str, float]:
-    """Test accuracy per model in the committed (HEAD) metrics files."""
-    baseline = {}
-    for name in names:
-        text = provenance.committed_text(paths.model_reports(name) / "metrics.json")
-        try:
-            baseline[name] = float(json.loads(text)["test_accuracy"]) if text else None
-        except (ValueError, KeyError, TypeError):
-            continue
-    return {k: v for k, v in baseline.items() if v is not None}
 
 
 def _model_runs(experiment: str, names: list[str]) -> dict[str, str]:
@@ -68,6 +58,7 @@ def _ensemble(params: Params, stored: dict[str, dict]) -> dict | None:
     result: dict = {"weights": weights, "scores": {}}
     for split, prefix in (("validation", "val"), ("test", "test")):
         blended = champion.blend({n: a[split] for n, a in stored.items()}, weights)
+        result[f"{split}_predictions"] = blended.argmax(axis=1)
         scores, result[f"{split}_cm"], result[f"{split}_table"] = champion.split_scores(
             prefix,
             first[f"y_{split}"],
@@ -85,15 +76,17 @@ def main(params: Params) -> None:
     names = list(params.models)
     experiment = tracking.connect(params.tracking)
     results = report.load_results(params.models, paths.MODEL_REPORTS_DIR)
-    table = report.comparison_table(results, _baseline(names))
-    ensemble = _ensemble(params, report.load_probabilities(names, paths.MODEL_REPORTS_DIR))
-    extra_digits = {}
+    table = report.comparison_table(results)
+    stored = report.load_probabilities(names, paths.MODEL_REPORTS_DIR)
+    ensemble = _ensemble(params, stored)
+    extra_digits, extra_predictions = {}, {}
     if ensemble is not None:
         row = report.ensemble_row(
             ensemble["weights"], table, ensemble["scores"], ensemble["scores"]
         )
         table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
         extra_digits[champion.ENSEMBLE] = ensemble["test_table"]
+        extra_predictions[champion.ENSEMBLE] = ensemble["test_predictions"]
         ensemble_plots = paths.model_plots(champion.ENSEMBLE)
         for file_name, split in (
             ("confusion.png", "test"),
@@ -108,6 +101,12 @@ def main(params: Params) -> None:
             ensemble["test_table"].to_csv(index=False),
         )
     best = report.champion(table)
+    # Paired tests on the test split: against the baseline revision's stored predictions (read
+    # through DVC) and against the champion.
+    labels, predictions = report.test_predictions(stored, extra_predictions)
+    before = baseline.read(names, baseline.revision())
+    table = report.paired_tests(table, predictions, labels, before, best)
+    notes = report.baseline_notes(before, labels, names)
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     machine = report.machine_description()
 
@@ -140,14 +139,17 @@ def main(params: Params) -> None:
     pngs = {t: (paths.REPORT_FIGURES_DIR / f).read_bytes() for t, (f, _) in figures.items()}
     links = {t: f"figures/{f}" for t, (f, _) in figures.items()}
     io.write_text(
-        paths.REPORTS_DIR / "report.md", report.markdown_report(table, links, when, machine, best)
+        paths.REPORTS_DIR / "report.md",
+        report.markdown_report(table, links, when, machine, best, notes),
     )
     io.write_text(
-        paths.REPORTS_DIR / "report.html", report.html_report(table, pngs, when, machine, best)
+        paths.REPORTS_DIR / "report.html",
+        report.html_report(table, pngs, when, machine, best, notes),
     )
     io.write_text(paths.RESULTS, report.results_markdown(table, when, machine, best))
     summary = _summary(table, best, ensemble)
     io.write_json(paths.REPORTS_DIR / "summary.json", summary)
+    io.write_json(paths.HEADLINE_METRICS, report.headline_metrics(table, best))
     log.info("champion (on validation): %s", best)
 
     runs = _model_runs(experiment, names)
@@ -162,7 +164,13 @@ def main(params: Params) -> None:
     }
     with tracking.start_run(experiment, "report", tags) as run:
         run.log_table(table, "comparison.json")
-        for file_name in ("report.md", "report.html", "results.md", "summary.json"):
+        for file_name in (
+            "report.md",
+            "report.html",
+            "results.md",
+            "summary.json",
+            "metrics.json",
+        ):
             run.log_artifact(paths.REPORTS_DIR / file_name)
         run.log_artifact(paths.REPORT_FIGURES_DIR, "figures")
         model_uri = None
