@@ -61,6 +61,41 @@ def dvc_tags() -> dict[str, str]:
     return tags
 
 
+def experiment_name() -> str | None:
+    """The name of the DVC experiment this process runs in (`dvc exp run`, with or without
+    `--queue`/`--temp`: DVC stashes every experiment and sets DVC_EXP_NAME), else None."""
+    return os.environ.get("DVC_EXP_NAME") or None
+
+
+def uncommitted_sources() -> list[str]:
+    """The tracked files that differ from HEAD, leaving out DVC's own records.
+
+    "Committed" means: HEAD exists and no file git tracks differs from it (staged or not),
+    except dvc.lock and the outputs dvc.yaml declares (DVC rewrites those while `dvc repro`
+    runs). Untracked files do not count. A repository without a commit answers ["HEAD"].
+    """
+    if not (_git("rev-parse", "--verify", "-q", "HEAD") or "").strip():
+        return ["HEAD"]
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    if status is None:
+        return ["HEAD"]
+    outputs = _dvc_outputs()
+    return [
+        path
+        for path in (line[3:].split(" -> ")[-1] for line in status.splitlines())
+        if path not in _NOT_SOURCE
+        and not any(path == out or path.startswith(f"{out}/") for out in outputs)
+    ]
+
+
+def _dvc_outputs() -> list[str]:
+    """Every output (outs, metrics, plots) of the stages in dvc.yaml, relative to the root."""
+    from dvc.repo import Repo
+
+    with Repo(str(ROOT)) as repo:
+        return [Path(out.fs_path).relative_to(ROOT).as_posix() for out in repo.index.outs]
+
+
 def committed_text(path: Path) -> str | None:
     """The content of `path` (inside the repo) at HEAD, or None if it is not committed."""
     return _git("show", f"HEAD:{path.relative_to(ROOT).as_posix()}")

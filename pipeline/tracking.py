@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -54,6 +55,8 @@ _STORE_FAULTS = {
     "timed out": "no answer within tracking.request_timeout_seconds (retried)",
 }
 
+# MLflow's longest alias.
+_ALIAS_LIMIT = 255
 # MLflow caps one param value at 6000 characters (and batches params by 100 itself).
 _PARAM_VALUE_LIMIT = 6000
 # MLflow's own tag and value for a classic model-training experiment. (MLflow 3.17's UI still
@@ -495,6 +498,30 @@ def alias_run(registered_name: str, alias: str = "champion") -> str | None:
     return version.tags.get("pipeline.run_id") or version.run_id
 
 
+def tagged_runs(experiment_name: str, tags: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The runs of the experiment `experiment_name` whose tags equal `tags`, newest first, each
+    as its run id, tags and latest metrics."""
+    uri = tracking_uri()
+    _check_reachable(uri)
+    client = MlflowClient(uri)
+    clauses = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    try:
+        experiment = client.get_experiment_by_name(experiment_name)
+        if experiment is None:
+            return []
+        runs = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=clauses,
+            order_by=["attributes.start_time DESC"],
+        )
+    except Exception as error:  # noqa: BLE001
+        raise TrackingError(f"MLflow {uri}: search failed ({_one_line(error)})") from None
+    return [
+        {"run_id": r.info.run_id, "tags": dict(r.data.tags), "metrics": dict(r.data.metrics)}
+        for r in runs
+    ]
+
+
 def run_tags(run_id: str) -> dict[str, str]:
     """The tags of `run_id`."""
     return dict(MlflowClient(tracking_uri()).get_run(run_id).data.tags)
@@ -549,6 +576,48 @@ def register_model(
         ) from None
 
 
+def experiment_alias(experiment: str) -> str:
+    """The alias of the champion DVC experiment `experiment` registered: `exp-<name>`, with every
+    character MLflow refuses in an alias (anything but letters, digits, _ and -) as `-`."""
+    return f"exp-{re.sub(r'[^A-Za-z0-9_-]', '-', experiment)}"[:_ALIAS_LIMIT]
+
+
+def model_version(
+    registered_name: str, alias: str | None = None, version: str | None = None
+) -> dict[str, Any]:
+    """The version of `registered_name` that `alias` (or the number `version`) names: its
+    version, aliases and tags; a TrackingError in one line if there is none."""
+    uri = tracking_uri()
+    _check_reachable(uri)
+    client = MlflowClient(uri)
+    try:
+        found = (
+            client.get_model_version_by_alias(registered_name, alias)
+            if alias is not None
+            else client.get_model_version(registered_name, str(version))
+        )
+    except Exception as error:  # noqa: BLE001 - no such model, alias or version
+        named = f"@{alias}" if alias is not None else f" version {version}"
+        try:
+            known = sorted(client.get_registered_model(registered_name).aliases)
+        except Exception:  # noqa: BLE001 - no such model at all
+            known = []
+        hint = f"its aliases: {', '.join(known)}" if known else _one_line(error)
+        raise TrackingError(f"MLflow {uri}: no {registered_name}{named} ({hint})") from None
+    return {"version": str(found.version), "aliases": list(found.aliases), "tags": found.tags}
+
+
+def set_alias(registered_name: str, alias: str, version: str) -> None:
+    """Point `registered_name@alias` at `version`."""
+    try:
+        MlflowClient(tracking_uri()).set_registered_model_alias(registered_name, alias, version)
+    except Exception as error:  # noqa: BLE001
+        raise TrackingError(
+            f"MLflow {tracking_uri()}: setting {registered_name}@{alias} failed "
+            f"({_one_line(error)})"
+        ) from None
+
+
 def load_registered(registered_name: str, alias: str = "champion") -> Any:
     """The pyfunc `models:/<registered_name>@<alias>` from the tracking store."""
     uri = tracking_uri()
@@ -561,20 +630,3 @@ def load_registered(registered_name: str, alias: str = "champion") -> Any:
             f"MLflow {uri}: cannot load models:/{registered_name}@{alias} ({_one_line(error)}); "
             "run `dvc repro` to register a champion"
         ) from None
-
-
-def register_champion(registered_name: str, run_id: str, alias: str = "champion") -> str | None:
-    """Register the model logged by `run_id` and point `alias` at it; return the version."""
-    try:
-        tags = MlflowClient().get_run(run_id).data.tags
-    except Exception as error:  # noqa: BLE001
-        raise TrackingError(
-            f"MLflow {tracking_uri()}: registering {registered_name}@{alias} failed "
-            f"({_one_line(error)})"
-        ) from None
-    model_uri = tags.get("pipeline.model_uri")
-    if not model_uri:
-        log.warning("run %s logged no model; nothing to register", run_id)
-        return None
-    run_tags = {"pipeline.model": tags.get("pipeline.model", ""), "pipeline.run_id": run_id}
-    return register_model(registered_name, model_uri, run_tags, alias)

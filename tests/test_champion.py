@@ -101,6 +101,50 @@ def test_report_gives_the_chooser_validation_arrays_only(monkeypatch: pytest.Mon
     assert result["validation_table"]["support"].sum() == 40
 
 
+def test_the_ensemble_draws_the_figures_a_model_has() -> None:
+    rng = np.random.default_rng(1)
+    labels = np.arange(60) % 10
+    stored = {
+        name: {
+            "validation": answers(labels[:40], rng.random(40) < 0.7),
+            "test": answers(labels, rng.random(60) < 0.7),
+            "y_validation": labels[:40],
+            "y_test": labels,
+        }
+        for name in ("m1", "m2")
+    }
+    params = load_params()
+    result = report_stage._ensemble(params, stored)
+    figures = report_stage._ensemble_figures(params, result, rng.random((60, 28, 28, 1)))
+    assert {path.name for path in figures} == {
+        "confusion.png",
+        "confusion_validation.png",
+        "confusion_errors.png",
+        "misclassified.png",
+    }
+    assert {path.parent.name for path in figures} == {champion.ENSEMBLE}
+    grid = next(figure for path, figure in figures.items() if path.name == "misclassified.png")
+    mistakes = int((result["test_probabilities"].argmax(axis=1) != labels).sum())
+    [mosaic] = grid.axes  # one image, one label text per digit
+    assert len(mosaic.texts) == min(mistakes, params.evaluate.grid_size) > 0
+
+
+@pytest.mark.parametrize(
+    ("experiment", "changed", "alias"),
+    [
+        ("gummy bear", [], "exp-gummy-bear"),  # an experiment never moves @champion
+        ("", [], "champion"),
+        ("", ["params.yaml"], "workspace"),
+    ],
+)
+def test_only_a_committed_workspace_moves_the_champion(
+    monkeypatch: pytest.MonkeyPatch, experiment: str, changed: list[str], alias: str
+) -> None:
+    monkeypatch.setenv("DVC_EXP_NAME", experiment)
+    monkeypatch.setattr(report_stage.provenance, "uncommitted_sources", lambda: changed)
+    assert report_stage._alias() == alias
+
+
 def test_ensemble_row_sits_in_the_table_and_the_report_names_the_rule() -> None:
     base = pd.DataFrame(
         [

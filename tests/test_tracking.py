@@ -437,22 +437,39 @@ def test_logged_model_loads_back_and_registers_as_champion(experiment_id: str) -
     assert tuple(signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, 4)
 
     name = CONFIG.registered_model
-    assert tracking.register_champion(name, run_id) == "1"
+    tags = {"pipeline.model": "tiny"}
+    assert tracking.register_model(name, uri, tags) == "1"
     assert str(MlflowClient().get_model_version_by_alias(name, "champion").version) == "1"
-    assert tracking.register_champion(name, run_id) == "1"
+    assert tracking.register_model(name, uri, tags) == "1"  # the same model: no new version
     assert len(MlflowClient().search_model_versions(f"name = '{name}'")) == 1
 
-    second_run, _ = log_tiny_model(experiment_id, tiny_model())
-    assert tracking.register_champion(name, second_run) == "2"
-    champion = MlflowClient().get_model_version_by_alias(name, "champion")
-    assert (str(champion.version), champion.run_id) == ("2", second_run)
 
-
-def test_register_champion_without_a_logged_model_registers_nothing(experiment_id: str) -> None:
-    with tracking.start_run(experiment_id, "no-model", TAGS) as run:
-        pass
-    assert tracking.register_champion(CONFIG.registered_model, run.run_id) is None
-    assert MlflowClient().search_registered_models() == []
+def test_an_experiments_version_gets_its_own_alias_and_is_promoted_on_purpose(
+    experiment_id: str,
+) -> None:
+    name = CONFIG.registered_model
+    first, first_uri = log_tiny_model(experiment_id, tiny_model())
+    second, second_uri = log_tiny_model(experiment_id, tiny_model())
+    assert tracking.register_model(name, first_uri, {"pipeline.model": "a"}) == "1"
+    alias = tracking.experiment_alias("gummy bear/v2.1")
+    assert alias == "exp-gummy-bear-v2-1"
+    assert tracking.register_model(name, second_uri, {"pipeline.model": "b"}, alias) == "2"
+    assert MlflowClient().get_model_version_by_alias(name, "champion").run_id == first
+    found = tracking.model_version(name, alias=alias)
+    assert (found["version"], found["aliases"], found["tags"]["pipeline.model"]) == (
+        "2",
+        [alias],
+        "b",
+    )
+    tracking.set_alias(name, "champion", found["version"])
+    assert MlflowClient().get_model_version_by_alias(name, "champion").run_id == second
+    assert tracking.model_version(name, version=1)["tags"]["pipeline.model"] == "a"
+    with pytest.raises(
+        TrackingError, match=rf"no {name}@exp-none \(its aliases: champion, {alias}\)$"
+    ):
+        tracking.model_version(name, alias="exp-none")
+    with pytest.raises(TrackingError, match=rf"no {name} version 9 "):
+        tracking.model_version(name, version=9)
 
 
 # ---------------------------------------------------------------------------- a real server
@@ -483,7 +500,7 @@ def test_a_real_server_stores_runs_artifacts_and_models(
     loaded = MlflowClient().load_table(experiment_id, "tables/per_digit.json", [run.run_id])
     assert loaded[["digit", "accuracy"]].to_dict("list") == table.to_dict("list")
 
-    assert tracking.register_champion(CONFIG.registered_model, run.run_id) == "1"
+    assert tracking.register_model(CONFIG.registered_model, uri, {}) == "1"
     champion = MlflowClient().get_model_version_by_alias(CONFIG.registered_model, "champion")
     assert champion.run_id == run.run_id
 

@@ -9,11 +9,14 @@ champion (a model or the ensemble) by validation accuracy; tests every row on th
 against the baseline and the champion (McNemar's exact test). Writes reports/report.md,
 reports/report.html (self-contained), reports/figures/*.png, reports/validation_curves.csv (the
 DVC plots overlaying every model's training and validation curves), reports/plots/ensemble/*.png
-(both confusion matrices), reports/ensemble_per_digit.csv, reports/summary.json and
-reports/metrics.json (the headline numbers, DVC's only metrics file). Logs the ensemble into an
-MLflow run of its own, the rest into a summary run linked to each model's run, and registers
-the champion under tracking.registered_model with the alias `champion`: a pyfunc that reads
-raw images.
+(both confusion matrices, the errors only, the most confident mistakes),
+reports/ensemble_per_digit.csv, reports/summary.json and reports/metrics.json (the headline
+numbers, DVC's only metrics file). Logs the ensemble into an MLflow run of its own, the rest into
+a summary run linked to each model's run, and registers the champion (a pyfunc that reads raw
+images) as a new version of tracking.registered_model with the alias `champion` only in the
+workspace on a committed HEAD; a DVC experiment's champion gets `exp-<experiment name>`, an
+uncommitted workspace's `workspace` (see _alias; `python -m pipeline.promote` moves `champion`
+on purpose).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+import numpy as np
 import pandas as pd
 
 from pipeline import baseline, champion, data, io, paths, provenance, report
@@ -55,7 +59,7 @@ def _ensemble(params: Params, stored: dict[str, dict]) -> dict | None:
     first = next(iter(stored.values()))
     validation = {name: arrays["validation"] for name, arrays in stored.items()}
     weights = champion.greedy_ensemble(validation, first["y_validation"], params.ensemble.rounds)
-    result: dict = {"weights": weights, "scores": {}}
+    result: dict = {"weights": weights, "scores": {}, "y_test": first["y_test"]}
     for split, prefix in (("validation", "val"), ("test", "test")):
         blended = champion.blend({n: a[split] for n, a in stored.items()}, weights)
         result[f"{split}_predictions"] = blended.argmax(axis=1)
@@ -67,6 +71,7 @@ def _ensemble(params: Params, stored: dict[str, dict]) -> dict | None:
             params.evaluate.top_confusions,
         )
         result["scores"].update(scores)
+        result[f"{split}_probabilities"] = blended
     return result
 
 
@@ -79,6 +84,7 @@ def main(params: Params) -> None:
     table = report.comparison_table(results)
     stored = report.load_probabilities(names, paths.MODEL_REPORTS_DIR)
     ensemble = _ensemble(params, stored)
+    dataset = data.load_dataset(paths.DATASET)
     extra_digits, extra_predictions = {}, {}
     if ensemble is not None:
         row = report.ensemble_row(
@@ -87,15 +93,8 @@ def main(params: Params) -> None:
         table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
         extra_digits[champion.ENSEMBLE] = ensemble["test_table"]
         extra_predictions[champion.ENSEMBLE] = ensemble["test_predictions"]
-        ensemble_plots = paths.model_plots(champion.ENSEMBLE)
-        for file_name, split in (
-            ("confusion.png", "test"),
-            ("confusion_validation.png", "validation"),
-        ):
-            figure = plots.confusion_figure(
-                ensemble[f"{split}_cm"], f"ensemble: {split} confusion matrix"
-            )
-            io.save_figure(ensemble_plots / file_name, figure)
+        for path, figure in _ensemble_figures(params, ensemble, dataset["x_test"]).items():
+            io.save_figure(path, figure)
         io.write_text(
             paths.REPORTS_DIR / "ensemble_per_digit.csv",
             ensemble["test_table"].to_csv(index=False),
@@ -176,7 +175,6 @@ def main(params: Params) -> None:
         model_uri = None
         if best is not None and params.tracking.log_model:
             weights = ensemble["weights"] if best == champion.ENSEMBLE else {best: 1}
-            dataset = data.load_dataset(paths.DATASET)
             model_uri = run.log_digit_reader(
                 {member: paths.model_file(member) for member in weights},
                 serving.manifest(
@@ -189,19 +187,76 @@ def main(params: Params) -> None:
             )
     failures = run.failures
     if model_uri:
+        alias = _alias()
         version = tracking.register_model(
             params.tracking.registered_model,
             model_uri,
-            {"pipeline.model": best, "pipeline.run_id": runs.get(best, run.run_id)},
+            {
+                "pipeline.model": best,
+                "pipeline.run_id": runs.get(best, run.run_id),
+                **provenance.git_tags(),
+                **provenance.dvc_tags(),
+            },
+            alias,
         )
         log.info(
-            "registered %s as %s@champion (version %s)",
+            "registered %s as %s@%s (version %s)",
             best,
             params.tracking.registered_model,
+            alias,
             version,
         )
     if failures:
         run.raise_failures()
+
+
+def _ensemble_figures(params: Params, ensemble: dict, x_test: np.ndarray) -> dict:
+    """The ensemble's figures, as evaluate draws a model's: both confusion matrices, the test
+    errors only, the most confident test mistakes (reports/plots/ensemble/*.png)."""
+    from pipeline import metrics, plots
+
+    folder = paths.model_plots(champion.ENSEMBLE)
+    probabilities = ensemble["test_probabilities"]
+    labels, predicted = ensemble["y_test"], probabilities.argmax(axis=1)
+    wrong = metrics.misclassified_indices(
+        labels, predicted, params.evaluate.grid_size, probabilities
+    )
+    return {
+        folder / "confusion.png": plots.confusion_figure(
+            ensemble["test_cm"], "ensemble: test confusion matrix"
+        ),
+        folder / "confusion_validation.png": plots.confusion_figure(
+            ensemble["validation_cm"], "ensemble: validation confusion matrix"
+        ),
+        folder / "confusion_errors.png": plots.confusion_figure(
+            ensemble["test_cm"],
+            "ensemble: test errors only (diagonal removed)",
+            hide_diagonal=True,
+        ),
+        folder / "misclassified.png": plots.digit_grid(
+            x_test[wrong],
+            labels[wrong],
+            predicted[wrong],
+            probabilities.max(axis=1)[wrong],
+            "ensemble: most confident mistakes",
+        ),
+    }
+
+
+def _alias() -> str:
+    """The alias the champion gets: `exp-<name>` in a DVC experiment, `champion` in the workspace
+    on a committed HEAD (provenance.uncommitted_sources), else `workspace`. Only the workspace's
+    committed state, or `python -m pipeline.promote`, moves `@champion`."""
+    from pipeline import tracking
+
+    experiment = provenance.experiment_name()
+    if experiment:
+        return tracking.experiment_alias(experiment)
+    changed = provenance.uncommitted_sources()
+    if changed:
+        log.info("not moving @champion: %s differ from HEAD", ", ".join(changed)[:300])
+        return "workspace"
+    return "champion"
 
 
 def _example(dataset: dict) -> str:
