@@ -83,7 +83,11 @@ def run_stage(main: Callable[..., None], description: str, per_model: bool = Fal
     """
     parser = argparse.ArgumentParser(description=description)
     if per_model:
-        parser.add_argument("model", help="model name, a key of models.mlp or models.cnn")
+        parser.add_argument(
+            "model",
+            help="model name, a key of models.mlp or models.cnn, or <name>_r<k> for seed "
+            "replicate k (params.yaml `replicates`)",
+        )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # TensorFlow's info lines are noise
     logging.basicConfig(
@@ -96,7 +100,7 @@ def run_stage(main: Callable[..., None], description: str, per_model: bool = Fal
         params: Params = load_params()
         select_backend(params.runner.backend)
         if per_model:
-            params.model(args.model)  # an unknown name fails here, before any work
+            params.replicate(args.model)  # an unknown name fails here, before any work
             main(params, args.model)
         else:
             main(params)

@@ -8,6 +8,9 @@ and the champion (a model or the ensemble) by validation accuracy. Writes report
 reports/report.html (self-contained), reports/figures/*.png, reports/validation_curves.csv (the
 DVC plot overlaying every model's validation curve), reports/plots/ensemble/*.png (both
 confusion matrices), reports/ensemble_per_digit.csv and reports/summary.json (DVC metrics).
+With seed replicates (params.yaml `replicates`) it also reads reports/models/<name>_r<k>/, shows
+each model's mean ± std over its replicates, checks its target on the mean, and lets the
+ensemble choose among every replicate.
 Logs the ensemble into an MLflow run of its own, the rest into a summary run linked to each
 model's run, and registers the champion under
 tracking.registered_model with the alias `champion`: a pyfunc that reads raw images.
@@ -84,11 +87,13 @@ def main(params: Params) -> None:
     experiment = tracking.connect(params.tracking)
     results = report.load_results(params.models, paths.MODEL_REPORTS_DIR)
     table = report.comparison_table(results, _baseline(names))
-    ensemble = _ensemble(params, report.load_probabilities(names, paths.MODEL_REPORTS_DIR))
+    table, replicates, trainings = _with_replicates(params, table)
+    ensemble = _ensemble(params, report.load_probabilities(trainings, paths.MODEL_REPORTS_DIR))
     extra_digits = {}
     if ensemble is not None:
+        members = table if replicates is None else report.member_rows(replicates)
         row = report.ensemble_row(
-            ensemble["weights"], table, ensemble["scores"], ensemble["scores"]
+            ensemble["weights"], members, ensemble["scores"], ensemble["scores"]
         )
         table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
         extra_digits[champion.ENSEMBLE] = ensemble["test_table"]
@@ -138,17 +143,20 @@ def main(params: Params) -> None:
     pngs = {t: (paths.REPORT_FIGURES_DIR / f).read_bytes() for t, (f, _) in figures.items()}
     links = {t: f"figures/{f}" for t, (f, _) in figures.items()}
     io.write_text(
-        paths.REPORTS_DIR / "report.md", report.markdown_report(table, links, when, machine, best)
+        paths.REPORTS_DIR / "report.md",
+        report.markdown_report(table, links, when, machine, best, replicates),
     )
     io.write_text(
         paths.REPORTS_DIR / "report.html", report.html_report(table, pngs, when, machine, best)
     )
     io.write_text(paths.RESULTS, report.results_markdown(table, when, machine, best))
     summary = _summary(table, best, ensemble)
+    if replicates is not None:
+        summary["replicates"] = report.replicate_summary(table)
     io.write_json(paths.REPORTS_DIR / "summary.json", summary)
     log.info("champion (on validation): %s", best)
 
-    runs = _model_runs(experiment, names)
+    runs = _model_runs(experiment, trainings)
     if ensemble is not None:
         runs[champion.ENSEMBLE] = _log_ensemble(experiment, ensemble, runs)
     tags = {
@@ -187,6 +195,20 @@ def main(params: Params) -> None:
         )
     if failures:
         run.raise_failures()
+
+
+def _with_replicates(
+    params: Params, table: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame | None, list[str]]:
+    """With seed replicates: the table with each model's mean ± std and its target checked on
+    the mean, one row per training, and every training's name (the ensemble's candidates).
+    Without: the table as it is, None, and the models' names."""
+    if not params.replicates:
+        return table, None, list(params.models)
+    names = {model: params.replicate_names(model) for model in params.models}
+    replicates = report.load_replicates(names, paths.MODEL_REPORTS_DIR)
+    table = report.with_replicates(table, report.replicate_spread(replicates))
+    return table, replicates, list(replicates["name"])
 
 
 def _example(dataset: dict) -> str:
