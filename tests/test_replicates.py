@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -271,3 +272,158 @@ def test_the_report_stage_reads_every_replicate(tmp_path: Path, monkeypatch) -> 
     assert replicates["test_accuracy"].notna().sum() == 2
     unchanged, none, models = report_stage._with_replicates(load_params(), table)
     assert unchanged is table and none is None and models == list(load_params().models)
+
+
+# ---------------------------------------------------------------------------- a tiny real run
+
+MODELS = ("tiny_mlp", "tiny_cnn")
+TODAYS_STAGES = {
+    "download",
+    "preprocess",
+    "train_mlp@tiny_mlp",
+    "train_cnn@tiny_cnn",
+    "evaluate_mlp@tiny_mlp",
+    "evaluate_cnn@tiny_cnn",
+    "report",
+}
+
+
+@pytest.fixture(scope="module")
+def replicated(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> dict[str, Any]:
+    """A tiny repository run with `replicates: []`, then `dvc exp run -S 'replicates=[1]'`."""
+    folder = tmp_path_factory.mktemp("replicates")
+    repo = copy_repository(folder / "repo")
+    write_small_params(repo)
+    run(["git", "commit", "-qam", "small params"], repo)
+    first = run(["dvc", "repro"], repo)
+    (folder / "before").mkdir()
+    for name in MODELS:  # replicate 0 as a run without replicates trained it
+        shutil.copy2(repo / "models" / f"{name}.keras", folder / "before")
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    second = run(["dvc", "exp", "run", "-S", "replicates=[1]"], repo)
+    return {
+        "repo": repo,
+        "before": folder / "before",
+        "first": set(stages_run(first.stdout)),
+        "second": set(stages_run(second.stdout)),
+        "lock": lock,
+    }
+
+
+def metrics_of(repo: Path, name: str) -> dict[str, Any]:
+    return json.loads((repo / "reports" / "models" / name / "metrics.json").read_text())
+
+
+def lock_outs(lock: dict[str, Any], stage: str) -> dict[str, str]:
+    return {out["path"]: out.get("md5") for out in lock["stages"][stage]["outs"]}
+
+
+@pytest.mark.e2e
+def test_without_replicates_todays_stages_run(replicated: dict[str, Any]) -> None:
+    assert replicated["first"] == TODAYS_STAGES
+
+
+@pytest.mark.e2e
+def test_adding_a_replicate_trains_and_evaluates_only_it(replicated: dict[str, Any]) -> None:
+    repo = replicated["repo"]
+    assert yaml.safe_load((repo / "params.yaml").read_text())["replicates"] == [1]
+    assert replicated["second"] == {
+        "train_mlp_replicate@tiny_mlp-1",
+        "train_cnn_replicate@tiny_cnn-1",
+        "evaluate_mlp_replicate@tiny_mlp-1",
+        "evaluate_cnn_replicate@tiny_cnn-1",
+        "report",
+    }
+    lock = yaml.safe_load((repo / "dvc.lock").read_text())
+    for stage in ("train_mlp@tiny_mlp", "train_cnn@tiny_cnn"):
+        assert lock_outs(lock, stage) == lock_outs(replicated["lock"], stage)
+    listed = run(["dvc", "stage", "list", "--name-only"], repo).stdout.split()
+    for name, kind in (("tiny_mlp", "mlp"), ("tiny_cnn", "cnn")):
+        assert f"train_{kind}@{name}" in listed and f"train_{kind}_replicate@{name}-1" in listed
+        assert (repo / "models" / f"{name}_r1.keras").is_file()
+        # another seed, another model: the two replicates' probabilities differ
+        with (
+            np.load(repo / "reports" / "models" / name / "probabilities.npz") as zero,
+            np.load(repo / "reports" / "models" / f"{name}_r1" / "probabilities.npz") as one,
+        ):
+            assert not np.array_equal(zero["validation"], one["validation"])
+    assert "up to date" in run(["dvc", "repro"], repo).stdout
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("name", MODELS)
+def test_each_replicate_is_its_own_run_grouped_by_the_model_tag(
+    replicated: dict[str, Any], name: str
+) -> None:
+    client = MlflowClient(tracking_uri=store_uri(replicated["repo"]))
+    experiment = client.get_experiment_by_name("mnist-pipeline")
+    runs = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`pipeline.model` = '{name}'"
+    )
+    by_replicate = {r.data.tags["pipeline.replicate"]: r for r in runs}
+    assert len(runs) == 2 and set(by_replicate) == {"0", "1"}
+    assert by_replicate["0"].info.run_name == name
+    assert by_replicate["1"].info.run_name == f"{name}_r1"
+    for replicate, found in by_replicate.items():
+        assert found.info.status == "FINISHED"
+        assert found.data.params["replicate"] == replicate
+        assert found.data.params["seed"] == "42"
+        assert found.data.tags["pipeline.evaluated"] == "true"
+        trained = metrics_of(replicated["repo"], name if replicate == "0" else f"{name}_r1")
+        assert found.data.metrics["test_accuracy"] == pytest.approx(trained["test_accuracy"])
+    assert by_replicate["0"].data.params["replicate_seed"] == "42"
+    assert by_replicate["1"].data.params["replicate_seed"] == str(replicate_seed(42, 1))
+
+
+@pytest.mark.e2e
+def test_report_shows_mean_and_std_of_the_two_replicates(replicated: dict[str, Any]) -> None:
+    repo = replicated["repo"]
+    text = (repo / "reports" / "report.md").read_text()
+    summary = json.loads((repo / "reports" / "summary.json").read_text())
+    assert report.REPLICATE_COLUMN in text and "each model trained 2 times" in text
+    assert "## Seed replicates" in text
+    for name in MODELS:
+        tests = [metrics_of(repo, n)["test_accuracy"] for n in (name, f"{name}_r1")]
+        mean, std = float(np.mean(tests)), float(np.std(tests, ddof=1))
+        assert f"| {100 * mean:.2f}% ± {100 * std:.2f} pp (n=2) |" in text
+        spread = summary["replicates"][name]
+        assert spread["replicates"] == 2
+        assert spread["test_accuracy_mean"] == pytest.approx(mean)
+        assert spread["test_accuracy_std"] == pytest.approx(std)
+        assert spread["meets_target_on_mean"] == (mean >= 0.5)
+
+
+@pytest.mark.e2e
+def test_target_is_checked_on_the_mean_and_replicate_zero_keeps_its_weights(
+    replicated: dict[str, Any],
+) -> None:
+    """A target between replicate 0's test accuracy and the mean: the verdict is the mean's.
+    Changing the target retrains both replicates of the model, under `replicates: [1]`: its
+    replicate 0 has, weight for weight, the model trained without replicates."""
+    from pipeline.models import load_model
+
+    repo = replicated["repo"]
+    name = next(
+        n
+        for n in MODELS
+        if metrics_of(repo, n)["test_accuracy"] != metrics_of(repo, f"{n}_r1")["test_accuracy"]
+    )
+    zero = metrics_of(repo, name)["test_accuracy"]
+    mean = (zero + metrics_of(repo, f"{name}_r1")["test_accuracy"]) / 2
+    target = round((zero + mean) / 2, 8)
+    kind = "mlp" if name == "tiny_mlp" else "cnn"
+    edit_params(repo, **{f"models.{kind}.{name}.target_accuracy": target})
+    rerun = run(["dvc", "repro"], repo)
+    assert f"train_{kind}@{name}" in stages_run(rerun.stdout)
+
+    summary = json.loads((repo / "reports" / "summary.json").read_text())
+    assert summary["replicates"][name]["meets_target_on_mean"] == (mean >= target)
+    assert (mean >= target) != (zero >= target)
+    row = next(line for line in (repo / "reports" / "report.md").read_text().splitlines()
+               if line.startswith(f"| {name} "))  # fmt: skip
+    assert f"{100 * target:.2f}% {'✓' if mean >= target else '✗'}" in row
+
+    before = load_model(replicated["before"] / f"{name}.keras").get_weights()
+    after = load_model(repo / "models" / f"{name}.keras").get_weights()
+    assert len(before) == len(after)
+    assert all(np.array_equal(b, a) for b, a in zip(before, after, strict=True))
