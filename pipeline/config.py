@@ -93,8 +93,8 @@ def _replicate_list(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
         count = value if 1 <= value <= MAX_REPLICATES else 3
         _fail(
-            f" must be a list of the replicates beyond the first, not a count (for {count} "
-            f"trainings per model: {list(range(1, count))}), got {value!r}"
+            f" must be a list of the replicates beyond the first, not a count "
+            f"({list(range(1, count))} for N = {count} trainings per model), got {value!r}"
         )
     return value
 

@@ -68,9 +68,9 @@ def test_replicates_give_names_and_resolve_back() -> None:
     ("value", "expected"),
     [
         (3, "replicates must be a list of the replicates beyond the first, not a count "
-            "(for 3 trainings per model: [1, 2]), got 3"),
+            "([1, 2] for N = 3 trainings per model), got 3"),
         (1, "replicates must be a list of the replicates beyond the first, not a count "
-            "(for 1 trainings per model: []), got 1"),
+            "([] for N = 1 trainings per model), got 1"),
         ([2], "replicates must be [] or [1, 2, ..., N-1] in order, got [2]"),
         ([0, 1], "replicates must be [] or [1, 2, ..., N-1] in order, got [0, 1]"),
         ([1, 1], "replicates must be [] or [1, 2, ..., N-1] in order, got [1, 1]"),
@@ -337,6 +337,11 @@ def test_adding_a_replicate_trains_and_evaluates_only_it(replicated: dict[str, A
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
     for stage in ("train_mlp@tiny_mlp", "train_cnn@tiny_cnn"):
         assert lock_outs(lock, stage) == lock_outs(replicated["lock"], stage)
+    for name, kind in (("tiny_mlp", "mlp"), ("tiny_cnn", "cnn")):  # each its own model's params
+        stage = lock["stages"][f"train_{kind}_replicate@{name}-1"]
+        assert stage["cmd"] == f"python -m pipeline.stages.train {name}_r1"
+        depends = {f"models.{kind}.{name}", "runner", "seed", "train"}
+        assert set(stage["params"]["params.yaml"]) == depends
     listed = run(["dvc", "stage", "list", "--name-only"], repo).stdout.split()
     for name, kind in (("tiny_mlp", "mlp"), ("tiny_cnn", "cnn")):
         assert f"train_{kind}@{name}" in listed and f"train_{kind}_replicate@{name}-1" in listed
