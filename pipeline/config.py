@@ -47,12 +47,16 @@ __all__ = [
     "ModelSpec",
     "Layer",
     "EnsembleConfig",
+    "replicate_name",
 ]
 
 MODEL_KINDS = ("mlp", "cnn")
 # A shell word, a path segment, a DVC stage key, an MLflow run name and a Keras model name.
 MODEL_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 ENSEMBLE = "ensemble"  # the report's ensemble row, folder and run name; no model may take it
+# Replicate k >= 1 of model <name> is the model named <name>_r<k> in every path, stage and run.
+REPLICATE_NAME = re.compile(r"(?P<model>.+)_r(?P<replicate>[1-9][0-9]*)")
+MAX_REPLICATES = 10  # trainings per model, the first included: each one costs a full training
 MAX_PARAMETERS = 100_000_000  # weights, Adam's two moments and gradients: ~1.6 GB in float32
 SHA256 = r"^[0-9a-f]{64}$"
 
@@ -81,6 +85,17 @@ def _exact_bool(value: Any) -> Any:
     # A lax Literal takes 1 for true, and pydantic cannot make a Literal strict.
     if type(value) in (int, float):
         raise PydanticCustomError("check", "must be one of auto | true | false")
+    return value
+
+
+def _replicate_list(value: Any) -> Any:
+    # A count is the natural guess, but dvc.yaml's matrix can only expand a list.
+    if isinstance(value, int) and not isinstance(value, bool):
+        count = value if 1 <= value <= MAX_REPLICATES else 3
+        _fail(
+            f" must be a list of the replicates beyond the first, not a count "
+            f"({list(range(1, count))} for N = {count} trainings per model), got {value!r}"
+        )
     return value
 
 
@@ -211,6 +226,7 @@ class Params:
     tracking: TrackingConfig
     ensemble: EnsembleConfig
     serving: ServingConfig
+    replicates: Annotated[tuple[StrictInt, ...], BeforeValidator(_replicate_list)]
 
     def model(self, name: str) -> ModelSpec:
         """The spec of model `name`, or a ConfigError listing the known names."""
@@ -218,6 +234,46 @@ class Params:
             known = ", ".join(sorted(self.models))
             raise ConfigError(f"models: no model named {name!r} (known: {known})")
         return self.models[name]
+
+    def replicate(self, name: str) -> tuple[ModelSpec, int]:
+        """The spec and replicate number of `name`: a model (replicate 0) or `<model>_r<k>`."""
+        match = REPLICATE_NAME.fullmatch(name)
+        if name in self.models or match is None:
+            return self.model(name), 0
+        replicate = int(match["replicate"])
+        if match["model"] not in self.models or replicate not in self.replicates:
+            known = ", ".join(sorted(self.models))
+            raise ConfigError(
+                f"models: no model or replicate named {name!r} (models: {known}; replicates: "
+                f"{list(self.replicates)}, named <model>_r<k>)"
+            )
+        return self.models[match["model"]], replicate
+
+    def replicate_names(self, model: str) -> list[str]:
+        """Every training of `model`: its own name (replicate 0), then `<model>_r<k>`."""
+        return [replicate_name(model, k) for k in (0, *self.replicates)]
+
+    @field_validator("replicates")
+    @classmethod
+    def _consecutive(cls, replicates: tuple[int, ...], info: ValidationInfo) -> tuple[int, ...]:
+        """1, 2, ..., N-1: the trainings beyond the first, at most MAX_REPLICATES in all, none
+        named like a model."""
+        if list(replicates) != list(range(1, len(replicates) + 1)):
+            _fail(f" must be [] or [1, 2, ..., N-1] in order, got {list(replicates)}")
+        if len(replicates) >= MAX_REPLICATES:
+            _fail(
+                f" lists {len(replicates)} replicates beyond the first; at most "
+                f"{MAX_REPLICATES - 1} (N = {MAX_REPLICATES} trainings per model)"
+            )
+        models = info.data.get("models") or {}
+        for model in models:
+            for replicate in replicates:
+                if (name := replicate_name(model, replicate)) in models:
+                    _fail(
+                        f": replicate {replicate} of model {model} would be named {name}, "
+                        "the name of another model (rename that model)"
+                    )
+        return replicates
 
     @field_validator("models", mode="before")
     @classmethod
@@ -269,6 +325,11 @@ class Params:
                     f"{MAX_PARAMETERS:,} allowed"
                 )
         return types.MappingProxyType({spec.name: spec for spec in models.values()})
+
+
+def replicate_name(model: str, replicate: int) -> str:
+    """The name of replicate `replicate` of `model`: the model's own for 0, else `<model>_r<k>`."""
+    return model if replicate == 0 else f"{model}_r{replicate}"
 
 
 def _entry(kind: str, name: str, entry: Any, defaults: dict[str, Any]) -> Any:

@@ -116,7 +116,8 @@ def _program() -> str | None:
 
 
 def stage_model_name() -> str:
-    """The model name of the DVC stage running us (`train_mlp@<name>`: DVC_STAGE's key).
+    """The model name of the DVC stage running us: DVC_STAGE's key, `train_mlp@<name>` or a
+    replicate's `train_mlp_replicate@<name>-<k>` (the model `<name>_r<k>`).
 
     dvc.yaml's commands carry no `${key}`: DVC runs a command in a shell, so a name written
     into it would reach the shell before params validation could refuse it. DVC_STAGE is set
@@ -129,7 +130,9 @@ def stage_model_name() -> str:
             "no model name: pass one (`python -m pipeline.stages.train <name>`) or run the "
             f"stage through DVC (DVC_STAGE is {stage!r}, not <stage>@<name>)"
         )
-    return name
+    # A replicate stage's key is DVC's matrix key `<model>-<k>` (a model name has no `-`).
+    model, dash, replicate = name.rpartition("-")
+    return f"{model}_r{replicate}" if dash else name
 
 
 def run_stage(
@@ -146,7 +149,8 @@ def run_stage(
         parser.add_argument(
             "model",
             nargs="?",
-            help="model name, a key of models.mlp or models.cnn; under DVC, the stage's own key",
+            help="model name, a key of models.mlp or models.cnn, or <name>_r<k> for seed "
+            "replicate k (params.yaml `replicates`); under DVC, the stage's own key",
         )
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # its errors on a CPU machine too
@@ -161,7 +165,7 @@ def run_stage(
         select_backend(params.runner.backend)
         if per_model:
             name = args.model or stage_model_name()
-            params.model(name)  # an unknown name fails here, before any work
+            params.replicate(name)  # an unknown name fails here, before any work
         if loads_keras:
             load_keras()
         main(params, name) if per_model else main(params)

@@ -386,6 +386,7 @@ def _display(table: pd.DataFrame, champion_name: str | None = None) -> pd.DataFr
                 strict=True,
             )
         ]
+    _replicate_column(shown, table)
     if "delta_vs_baseline" in table:
         shown["Δ vs baseline"] = table["delta_vs_baseline"].map(_points)
         shown["b/c"] = [
@@ -422,8 +423,9 @@ def _measured(shown: pd.DataFrame, when: str, machine: str) -> list[str]:
 
 
 def _verdict(table: pd.DataFrame, champion_name: str | None) -> list[str]:
-    """The champion and the ensemble's sentence, each after a blank line."""
-    lines = ["", f"Champion: **{champion_name}**, {CHAMPION_RULE}."] if champion_name else []
+    """The replicates' sentence, the champion and the ensemble's, each after a blank line."""
+    lines = ["", note] if (note := replicate_note(table)) else []
+    lines += ["", f"Champion: **{champion_name}**, {CHAMPION_RULE}."] if champion_name else []
     if sentence := ensemble_summary(table):
         lines += ["", sentence]
     return lines
@@ -448,14 +450,16 @@ def markdown_report(
     machine: str,
     champion_name: str | None,
     notes: Sequence[str] = (),
+    replicates: pd.DataFrame | None = None,
 ) -> str:
-    """reports/report.md: the table, what its tests compare, the champion and the figures
-    (relative paths)."""
+    """reports/report.md: the table, what its tests compare, the champion, every seed replicate
+    (if `replicates`) and the figures (relative paths)."""
     shown = _display(table, champion_name)
     lines = ["# MNIST architecture comparison", "", *_measured(shown, when, machine)]
     for note in notes:
         lines += ["", note]
     lines += _verdict(table, champion_name)
+    lines += replicates_markdown(replicates) if replicates is not None else []
     for title, path in figures.items():
         lines += ["", f"## {title}", "", f"![{title}]({path})"]
     return "\n".join(lines) + "\n"
@@ -482,6 +486,8 @@ def html_report(
         )
     if sentence := ensemble_summary(table):
         body.append(f"<p>{html.escape(sentence)}</p>")
+    if note := replicate_note(table):
+        body.append(f"<p>{html.escape(note)}</p>")
     for title, png in figures.items():
         data = base64.b64encode(png).decode()
         body += [
@@ -498,3 +504,138 @@ def html_report(
         "<!doctype html><html><head><meta charset='utf-8'><title>MNIST comparison</title>"
         f"<style>{style}</style></head><body>{''.join(body)}</body></html>\n"
     )
+
+
+# ---------------------------------------------------------------------------- seed replicates
+
+REPLICATE_COLUMN = "test mean ± std"
+
+
+def load_replicates(names: Mapping[str, Sequence[str]], reports_dir: Path) -> pd.DataFrame:
+    """One row per training of each model: `names` maps a model to its trainings' names in
+    replicate order (replicate 0, the model itself, first). NaN where a file is missing."""
+    rows = []
+    for model, trainings in names.items():
+        for replicate, name in enumerate(trainings):
+            train = _read_json(reports_dir / name / "train.json") or {}
+            metrics = _read_json(reports_dir / name / "metrics.json") or {}
+            rows.append(
+                {
+                    "model": model,
+                    "replicate": replicate,
+                    "name": name,
+                    "parameters": train.get("parameters"),
+                    "train_seconds": train.get("train_seconds"),
+                    "val_accuracy": metrics.get("val_accuracy"),
+                    "test_accuracy": metrics.get("test_accuracy"),
+                }
+            )
+    columns = ["model", "replicate", "name", "parameters", "train_seconds"]
+    frame = pd.DataFrame(rows, columns=[*columns, "val_accuracy", "test_accuracy"])
+    for column in ("parameters", "train_seconds", "val_accuracy", "test_accuracy"):
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame
+
+
+def replicate_spread(replicates: pd.DataFrame) -> pd.DataFrame:
+    """Per model, over its replicates with a test accuracy: their count, and the mean and sample
+    standard deviation (ddof=1, NaN for a single one) of validation and test accuracy."""
+    scored = replicates.dropna(subset=["test_accuracy"])
+    grouped = scored.groupby("model", sort=False)
+    return pd.DataFrame(
+        {
+            "replicates": grouped["test_accuracy"].count(),
+            "val_mean": grouped["val_accuracy"].mean(),
+            "val_std": grouped["val_accuracy"].std(ddof=1),
+            "test_mean": grouped["test_accuracy"].mean(),
+            "test_std": grouped["test_accuracy"].std(ddof=1),
+        }
+    ).reset_index()
+
+
+def with_replicates(table: pd.DataFrame, spread: pd.DataFrame) -> pd.DataFrame:
+    """`table` with each model's spread beside it, and its target checked on the mean test
+    accuracy over replicates (one lucky or unlucky seed decides nothing)."""
+    merged = table.merge(spread, on="model", how="left")
+    checked = merged["test_mean"].notna() & merged["target"].notna()
+    meets = merged["test_mean"] >= pd.to_numeric(merged["target"], errors="coerce")
+    merged["meets_target"] = merged["meets_target"].astype(object)
+    merged.loc[checked, "meets_target"] = meets[checked]
+    return merged
+
+
+def member_rows(replicates: pd.DataFrame) -> pd.DataFrame:
+    """Every training as a row named as the ensemble names its members (for ensemble_row)."""
+    return replicates[["name", "parameters", "train_seconds"]].rename(columns={"name": "model"})
+
+
+def replicate_summary(table: pd.DataFrame) -> dict[str, dict]:
+    """summary.json's `replicates`: per model, the count, means, standard deviations, and the
+    target checked on the mean."""
+
+    def number(value: object) -> float | None:
+        return None if value is None or pd.isna(value) else float(value)
+
+    return {
+        row.model: {
+            "replicates": int(row.replicates),
+            "val_accuracy_mean": number(row.val_mean),
+            "val_accuracy_std": number(row.val_std),
+            "test_accuracy_mean": number(row.test_mean),
+            "test_accuracy_std": number(row.test_std),
+            "meets_target_on_mean": None if pd.isna(row.meets_target) else bool(row.meets_target),
+        }
+        for row in table.itertuples()
+        if "replicates" in table and not pd.isna(row.replicates)
+    }
+
+
+def _spread_text(count: object, mean: object, std: object) -> str:
+    """`98.42% ± 0.06 pp (n=3)`: a model's test accuracy over its replicates."""
+    if count is None or pd.isna(count) or mean is None or pd.isna(mean):
+        return ""
+    spread = "" if std is None or pd.isna(std) else f" ± {100 * float(std):.2f} pp"
+    return f"{100 * float(mean):.2f}%{spread} (n={int(count)})"
+
+
+def _replicate_column(shown: pd.DataFrame, table: pd.DataFrame) -> None:
+    """Adds the mean ± std column to a displayed table whose models have replicates."""
+    if "test_mean" in table:
+        shown[REPLICATE_COLUMN] = [
+            _spread_text(n, m, s)
+            for n, m, s in zip(
+                table["replicates"], table["test_mean"], table["test_std"], strict=True
+            )
+        ]
+
+
+def replicate_note(table: pd.DataFrame) -> str | None:
+    """The sentence under a table with replicates: what the columns and the target mean."""
+    if "replicates" not in table or table["replicates"].isna().all():
+        return None
+    trained = int(table["replicates"].max())
+    return (
+        f"Seed replicates: each model trained {trained} times with seeds derived from (seed, k) "
+        f'(`replicates` in params.yaml); "{REPLICATE_COLUMN}" is the mean and sample standard '
+        "deviation of their test accuracy, each target is checked on that mean, and the other "
+        "columns are replicate 0's, the model's own training."
+    )
+
+
+def replicates_markdown(replicates: pd.DataFrame) -> list[str]:
+    """report.md's section listing every training of every model."""
+    percent = lambda v: "" if pd.isna(v) else f"{100 * float(v):.2f}%"  # noqa: E731
+    shown = pd.DataFrame(
+        {
+            "model": replicates["model"],
+            "replicate": replicates["replicate"].astype(str),
+            "run name": replicates["name"],
+            "train time": replicates["train_seconds"].map(
+                lambda v: "" if pd.isna(v) else f"{v:.0f} s"
+            ),
+            "val acc": replicates["val_accuracy"].map(percent),
+            "test acc": replicates["test_accuracy"].map(percent),
+        }
+    )
+    markdown = shown.to_markdown(index=False, disable_numparse=True)
+    return ["", "## Seed replicates", "", markdown]

@@ -335,6 +335,15 @@ def seed_generators(model: keras.Model) -> list[keras.random.SeedGenerator]:
     return list(found.values())
 
 
+def replicate_seed(seed: int, replicate: int) -> int:
+    """The seed of seed replicate `replicate`: `seed` itself for 0 (the model's own training,
+    so its weights do not change when replicates are added), else one drawn from (seed, k)."""
+    if replicate == 0:
+        return seed
+    # A hash of both, not seed + k: replicate 1 of seed 42 must not be replicate 0 of seed 43.
+    return int(np.random.SeedSequence([seed, replicate]).generate_state(1)[0])
+
+
 def epoch_seed(seed: int, epoch: int, index: int) -> int:
     """The seed of the `index`th SeedGenerator in epoch `epoch`."""
     return int(np.random.default_rng([seed, epoch, index]).integers(1, 2**31 - 1))

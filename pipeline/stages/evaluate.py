@@ -11,6 +11,7 @@ plots) and figures/*.png;
 into reports/plots/<name>/ the DVC image plots (both confusion matrices, the misclassified grid).
 Logs all of it into the MLflow run that trained this exact model file without reopening it, so
 that run's duration stays its training time and its status FINISHED.
+Stage evaluate_<kind>_replicate@<name>-<k> does the same for seed replicate k, `<name>_r<k>`.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ def main(params: Params, name: str) -> None:
     from pipeline.models import load_model
 
     config = params.evaluate
+    spec, replicate = params.replicate(name)
     experiment = tracking.connect(params.tracking)
     dataset = data.load_dataset(paths.DATASET)
     model_path = paths.model_file(name)
@@ -168,7 +170,12 @@ def main(params: Params, name: str) -> None:
     # The run that trained this exact file; a model DVC restores (checkout) still finds it.
     sha256 = provenance.file_sha256(model_path)
     run_id = tracking.find_run(experiment, {"pipeline.model_sha256": sha256})
-    tags = {"pipeline.model": name, "pipeline.model_sha256": sha256, "pipeline.evaluated": "true"}
+    tags = {
+        "pipeline.model": spec.name,  # a replicate's too: MLflow groups the runs by this tag
+        "pipeline.replicate": str(replicate),
+        "pipeline.model_sha256": sha256,
+        "pipeline.evaluated": "true",
+    }
     if run_id is None:
         log.warning("%s: no MLflow run trained %s here; logging into a new run", name, model_path)
         with tracking.start_run(experiment, name, tags) as run:

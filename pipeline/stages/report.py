@@ -11,12 +11,14 @@ reports/report.html (self-contained), reports/figures/*.png, reports/validation_
 DVC plots overlaying every model's training and validation curves), reports/plots/ensemble/*.png
 (both confusion matrices, the errors only, the most confident mistakes),
 reports/ensemble_per_digit.csv, reports/summary.json and reports/metrics.json (the headline
-numbers, DVC's only metrics file). Logs the ensemble into an MLflow run of its own, the rest into
-a summary run linked to each model's run, and registers the champion (a pyfunc that reads raw
-images) as a new version of tracking.registered_model with the alias `champion` only in the
-workspace on a committed HEAD; a DVC experiment's champion gets `exp-<experiment name>`, an
-uncommitted workspace's `workspace` (see _alias; `python -m pipeline.promote` moves `champion`
-on purpose).
+numbers, DVC's only metrics file). With seed replicates (params.yaml `replicates`) it also reads
+reports/models/<name>_r<k>/, shows each model's mean ± std over its replicates, checks its
+target on the mean, and lets the ensemble choose among every replicate. Logs the ensemble into
+an MLflow run of its own, the rest into a summary run linked to each model's run, and registers
+the champion (a pyfunc that reads raw images) as a new version of tracking.registered_model with
+the alias `champion` only in the workspace on a committed HEAD; a DVC experiment's champion gets
+`exp-<experiment name>`, an uncommitted workspace's `workspace` (see _alias; `python -m
+pipeline.promote` moves `champion` on purpose).
 """
 
 from __future__ import annotations
@@ -82,13 +84,15 @@ def main(params: Params) -> None:
     experiment = tracking.connect(params.tracking)
     results = report.load_results(params.models, paths.MODEL_REPORTS_DIR)
     table = report.comparison_table(results)
-    stored = report.load_probabilities(names, paths.MODEL_REPORTS_DIR)
+    table, replicates, trainings = _with_replicates(params, table)
+    stored = report.load_probabilities(trainings, paths.MODEL_REPORTS_DIR)
     ensemble = _ensemble(params, stored)
     dataset = data.load_dataset(paths.DATASET)
     extra_digits, extra_predictions = {}, {}
     if ensemble is not None:
+        members = table if replicates is None else report.member_rows(replicates)
         row = report.ensemble_row(
-            ensemble["weights"], table, ensemble["scores"], ensemble["scores"]
+            ensemble["weights"], members, ensemble["scores"], ensemble["scores"]
         )
         table = pd.concat([table, pd.DataFrame([row])], ignore_index=True)
         extra_digits[champion.ENSEMBLE] = ensemble["test_table"]
@@ -139,7 +143,7 @@ def main(params: Params) -> None:
     links = {t: f"figures/{f}" for t, (f, _) in figures.items()}
     io.write_text(
         paths.REPORTS_DIR / "report.md",
-        report.markdown_report(table, links, when, machine, best, notes),
+        report.markdown_report(table, links, when, machine, best, notes, replicates),
     )
     io.write_text(
         paths.REPORTS_DIR / "report.html",
@@ -147,11 +151,13 @@ def main(params: Params) -> None:
     )
     io.write_text(paths.RESULTS, report.results_markdown(table, when, machine, best))
     summary = _summary(table, best, ensemble)
+    if replicates is not None:
+        summary["replicates"] = report.replicate_summary(table)
     io.write_json(paths.REPORTS_DIR / "summary.json", summary)
     io.write_json(paths.HEADLINE_METRICS, report.headline_metrics(table, best))
     log.info("champion (on validation): %s", best)
 
-    runs = _model_runs(experiment, names)
+    runs = _model_runs(experiment, trainings)
     if ensemble is not None:
         runs[champion.ENSEMBLE] = _log_ensemble(experiment, ensemble, runs)
     tags = {
@@ -257,6 +263,20 @@ def _alias() -> str:
         log.info("not moving @champion: %s differ from HEAD", ", ".join(changed)[:300])
         return "workspace"
     return "champion"
+
+
+def _with_replicates(
+    params: Params, table: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame | None, list[str]]:
+    """With seed replicates: the table with each model's mean ± std and its target checked on
+    the mean, one row per training, and every training's name (the ensemble's candidates).
+    Without: the table as it is, None, and the models' names."""
+    if not params.replicates:
+        return table, None, list(params.models)
+    names = {model: params.replicate_names(model) for model in params.models}
+    replicates = report.load_replicates(names, paths.MODEL_REPORTS_DIR)
+    table = report.with_replicates(table, report.replicate_spread(replicates))
+    return table, replicates, list(replicates["name"])
 
 
 def _example(dataset: dict) -> str:

@@ -5,6 +5,8 @@ tracking). Writes models/<name>.keras, reports/models/<name>/history.csv (DVC pl
 reports/models/<name>/train.json (DVC metrics), and logs one MLflow run: params, a metric point
 per epoch, the summary, the model (named after the architecture) and provenance tags; MLflow
 adds its source, git and user tags and system metrics. Resumes an interrupted training.
+Stage train_<kind>_replicate@<name>-<k> runs it as `<name>_r<k>`: seed replicate k of the
+model, trained with a seed derived from (seed, k) into the files and run of that name.
 """
 
 from __future__ import annotations
@@ -23,12 +25,19 @@ if TYPE_CHECKING:  # Keras loads inside main(), once entry has chosen its backen
 log = logging.getLogger(__name__)
 
 
-def _run_tags(spec: ModelSpec, data_md5: str, runtime: Runtime) -> dict[str, str]:
-    """What the run is and where it came from: model, data version, commit, experiment, device."""
+def _run_tags(
+    spec: ModelSpec, data_md5: str, runtime: Runtime, replicate: int = 0
+) -> dict[str, str]:
+    """What the run is and where it came from: model, data version, commit, experiment, device.
+
+    Every replicate of a model has its `pipeline.model` (MLflow's *Group by* tag) and
+    `pipeline.replicate` says which one it is.
+    """
     from pipeline import provenance
 
     return {
         "pipeline.model": spec.name,
+        "pipeline.replicate": str(replicate),
         "pipeline.kind": spec.kind,
         "pipeline.source": spec.source,
         "pipeline.stage": f"train_{spec.kind}",
@@ -39,11 +48,17 @@ def _run_tags(spec: ModelSpec, data_md5: str, runtime: Runtime) -> dict[str, str
     }
 
 
-def run_params(params: Params, spec: ModelSpec, model: keras.Model, dataset: Any) -> dict:
+def run_params(
+    params: Params, spec: ModelSpec, model: keras.Model, dataset: Any, replicate: int = 0
+) -> dict:
     """Every hyperparameter that shaped this training, as dotted keys."""
+    from pipeline.training import replicate_seed
+
     return {
         **flatten(spec, "model"),
         "seed": params.seed,
+        "replicate": replicate,
+        "replicate_seed": replicate_seed(params.seed, replicate),
         **flatten(params.runner, "runner"),
         **flatten(params.preprocess, "preprocess"),
         "model.parameters": model.count_params(),
@@ -72,8 +87,9 @@ def build_trainee(
 def main(params: Params, name: str) -> None:
     from pipeline import data, io, paths, provenance, runner, tracking, training
 
-    spec = params.model(name)
-    runtime = runner.configure(params.runner, params.seed)
+    spec, replicate = params.replicate(name)
+    seed = training.replicate_seed(params.seed, replicate)  # params.seed for replicate 0
+    runtime = runner.configure(params.runner, seed)
     dataset = data.load_dataset(paths.DATASET)
     data_md5 = provenance.file_md5(paths.DATASET)
     experiment = tracking.connect(params.tracking)  # an unreachable store fails before training
@@ -81,18 +97,18 @@ def main(params: Params, name: str) -> None:
 
     checkpoint = training.Checkpoint(
         paths.checkpoint_dir(name),
-        training.fingerprint(spec, params.seed, params.runner, data_md5),
+        training.fingerprint(spec, seed, params.runner, data_md5),
         owner=paths.CHECKPOINTS_DIR,
     )
     checkpoint.start()
-    tags = _run_tags(spec, data_md5, runtime)
+    tags = _run_tags(spec, data_md5, runtime, replicate)
     # An interrupted training continues its run, if that run is in this store.
     resumed = checkpoint.run_id()
     if resumed is not None and tracking.run_status(resumed) is None:
         resumed = None
     with tracking.start_run(experiment, name, tags, run_id=resumed) as run:
         checkpoint.save_run_id(run.run_id)
-        run.log_params(run_params(params, spec, model, dataset))
+        run.log_params(run_params(params, spec, model, dataset, replicate))
         run.log_dvc_datasets(paths.DATASET, data_md5, dataset)
         run.log_text(tracking.model_summary(model), "model_summary.txt")
         history = training.fit(
@@ -101,7 +117,7 @@ def main(params: Params, name: str) -> None:
             spec.train,
             checkpoint,
             [tracking.EpochLogger(run)],
-            seed=params.seed,
+            seed=seed,
         )
 
         summary = training.summarize(history, model.count_params())
