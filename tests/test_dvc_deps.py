@@ -111,6 +111,8 @@ READ_WHOLE = {
     "are the data/raw dep",
     ("train_mlp", "preprocess"): "logged as run params; it acts through the dataset.npz dep",
     ("train_cnn", "preprocess"): "logged as run params; it acts through the dataset.npz dep",
+    ("train_mlp_replicate", "preprocess"): "as train_mlp",
+    ("train_cnn_replicate", "preprocess"): "as train_cnn",
 }
 
 
@@ -127,7 +129,8 @@ def params_read(path: Path) -> set[str]:
             chain.insert(0, node.attr)
             node = node.value
         if isinstance(node, ast.Name) and node.id == "params" and chain:
-            if chain[0] == "model":  # params.model(name): the stage's own models.<kind>.<name>
+            # params.model(name), .replicate(name), .replicate_names(model): models.<kind>.<name>
+            if chain[0] in ("model", "replicate", "replicate_names"):
                 continue
             found.add(".".join(chain[:2]))
     return found
