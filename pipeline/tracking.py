@@ -122,8 +122,11 @@ def _in_workspace(uri: str) -> str:
     """
     if uri.startswith("sqlite:///"):
         path, query = _split_query(uri.removeprefix("sqlite:///"))
-        if path and not path.startswith("/") and path != ":memory:":
-            return f"sqlite:///{workspace_root() / path}{query}"
+        # SQLite's URI filenames (`file:/abs/db?mode=ro&uri=true`) name their path after `file:`.
+        scheme = "file:" if path.startswith("file:") else ""
+        target = path.removeprefix(scheme)
+        if target and not target.startswith("/") and target != ":memory:":
+            return f"sqlite:///{scheme}{workspace_root() / target}{query}"
         return uri
     if uri.startswith("file:"):
         path = uri.removeprefix("file:")

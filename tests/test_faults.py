@@ -308,10 +308,15 @@ def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_a_read_only_store_is_named_in_one_line(
-    store: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+    store: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    tmp_path: Path,
 ) -> None:
     # Opened read-only as SQLite opens a read-only file (chmod does not stop root).
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///file:{store}?mode=ro&uri=true")
+    # MLflow makes the database's folder as if `file:/...` were a relative path: not in ours.
+    monkeypatch.chdir(tmp_path)
 
     def work() -> None:
         with tracking.start_run(tracking.connect(CONFIG), "read-only", {}):
