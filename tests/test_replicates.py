@@ -209,11 +209,11 @@ def test_the_target_is_checked_on_the_mean_not_on_replicate_zero() -> None:
 def test_the_report_shows_mean_and_std_beside_each_model_and_says_what_they_are() -> None:
     table = model_table([("lucky", 0.990, 0.975), ("unlucky", 0.970, 0.975)])
     checked = report.with_replicates(table, report.replicate_spread(HAND_MADE))
-    text = report.markdown_report(checked, {}, "now", "here", "lucky", HAND_MADE)
+    text = report.markdown_report(checked, {}, "now", "here", "lucky", replicates=HAND_MADE)
     comparison, replicates = text.split("## Seed replicates")
     rows = {line.split("|")[1].strip(): line for line in comparison.splitlines() if "| " in line}
     header = [cell.strip() for cell in rows["model"].split("|")]
-    assert header.index(report.REPLICATE_COLUMN) == header.index("test acc") + 1
+    assert header.index(report.REPLICATE_COLUMN) == header.index("test acc (95% CI)") + 1
     assert "| 97.00% ± 2.00 pp (n=3) |" in rows["lucky"]
     assert "| 98.00% ± 1.41 pp (n=2) |" in rows["unlucky"]
     assert "97.50% ✗" in rows["lucky"] and "97.50% ✓" in rows["unlucky"]
