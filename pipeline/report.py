@@ -160,12 +160,12 @@ def test_predictions(
 
 def headline_metrics(table: pd.DataFrame, champion_name: str | None) -> dict:
     """reports/metrics.json, the one metrics file `dvc exp show` shows: per model its validation
-    and test accuracy, its test Δ against the baseline (pp) and that Δ's p; the ensemble's test
-    accuracy; the champion.
+    and test accuracy, its test Δ against the baseline (pp) and that Δ's p; the champion.
 
-    Few short keys, so that after a one-model change `dvc exp show --only-changed` (that model's
-    and the ensemble's columns) fits 160 columns with the changed parameter; the intervals and
-    the ensemble's tests are in report.md, MLflow and each model's metrics.json.
+    Four short keys per model and no ensemble row (report.md has it, with every interval):
+    after a one-model change `dvc exp show --only-changed` shows that model's four columns, and
+    Δ and p of the models whose Δ differs between the rows, in 160 columns with the changed
+    parameter (DVC hides parameters before metrics when the table is too wide).
     """
 
     def number(value: object, digits: int = 6) -> float | None:
@@ -175,15 +175,12 @@ def headline_metrics(table: pd.DataFrame, champion_name: str | None) -> dict:
         return None if _missing(value) else float(f"{float(value):.3g}")
 
     headline: dict = {"champion": champion_name}
-    for row in table.itertuples():
-        if row.model == chooser.ENSEMBLE:
-            headline[row.model] = {"test": number(row.test_accuracy)}
-            continue
+    for row in table[table["model"] != chooser.ENSEMBLE].itertuples():
         delta = getattr(row, "delta_vs_baseline", None)
         headline[row.model] = {
             "val": number(row.val_accuracy),
             "test": number(row.test_accuracy),
-            "delta": None if _missing(delta) else number(100 * float(delta), 4),  # in pp
+            "Δ": None if _missing(delta) else number(100 * float(delta), 4),  # in pp
             "p": significant(getattr(row, "p_vs_baseline", None)),
         }
     return headline

@@ -166,8 +166,8 @@ def test_one_model_experiment_is_tested_against_the_baseline_and_fits_160_column
         if found["revs"][0]["name"] == "narrow"
     ]
     headline = narrow["data"]["metrics"]["reports/metrics.json"]["data"]
-    assert headline["tiny_mlp"]["delta"] != 0.0 and 0.0 <= headline["tiny_mlp"]["p"] < 1.0
-    assert headline["tiny_cnn"]["delta"] == 0.0 and headline["tiny_cnn"]["p"] == 1.0
+    assert headline["tiny_mlp"]["Δ"] != 0.0 and 0.0 <= headline["tiny_mlp"]["p"] < 1.0
+    assert headline["tiny_cnn"]["Δ"] == 0.0 and headline["tiny_cnn"]["p"] == 1.0
     # the only metrics file: no per-model columns beside it
     assert set(narrow["data"]["metrics"]) == {"reports/metrics.json"}
 
@@ -175,7 +175,7 @@ def test_one_model_experiment_is_tested_against_the_baseline_and_fits_160_column
         ["dvc", "exp", "show", "--only-changed", "--no-pager"], repo, pipeline_env(COLUMNS="160")
     ).stdout
     assert max(len(line) for line in table.splitlines()) <= 160, table
-    assert "models.mlp.tiny_mlp.hidden" in table and "tiny_mlp.delta" in table, table
+    assert "models.mlp.tiny_mlp.hidden" in table and "tiny_mlp.Δ" in table, table
 
 
 def test_queued_experiments_run_in_parallel_into_the_workspace_store(
