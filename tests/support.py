@@ -319,3 +319,17 @@ def background_server(
         yield url
     finally:
         stop_process_group(process)
+
+
+def start_queue(repo: Path, jobs: int, env: Mapping[str, str] | None = None) -> None:
+    """`dvc queue start -j jobs` in `repo`, returning once the workers are started: they are
+    detached, and would hold a captured stdout open until the queue is empty."""
+    subprocess.run(
+        ["dvc", "queue", "start", "-j", str(jobs)],
+        cwd=repo,
+        env=dict(env) if env is not None else pipeline_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        timeout=300,
+    )

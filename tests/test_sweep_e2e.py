@@ -24,6 +24,7 @@ from tests.support import (
     VENV_BIN,
     copy_repository,
     run,
+    start_queue,
     store_uri,
     write_small_params,
 )
@@ -63,7 +64,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> Path:
         ],
         repo,
     )  # fmt: skip
-    run(["dvc", "queue", "start", "-j", "2"], repo)
+    start_queue(repo, 2)
     deadline = time.monotonic() + QUEUE_SECONDS
     while not queue_settled(repo):
         if time.monotonic() > deadline:
