@@ -324,3 +324,17 @@ def tracking_requests() -> dict[str, int]:
     """params.yaml's tracking.request_* settings (the HTTP bounds of TrackingConfig)."""
     tracking = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["tracking"]
     return {key: value for key, value in tracking.items() if key.startswith("request_")}
+
+
+def start_queue(repo: Path, jobs: int, env: Mapping[str, str] | None = None) -> None:
+    """`dvc queue start -j jobs` in `repo`, returning once the workers are started: they are
+    detached, and would hold a captured stdout open until the queue is empty."""
+    subprocess.run(
+        ["dvc", "queue", "start", "-j", str(jobs)],
+        cwd=repo,
+        env=dict(env) if env is not None else pipeline_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+        timeout=300,
+    )
