@@ -508,3 +508,23 @@ def test_a_server_that_never_answers_fails_training_within_seconds(
     # MLflow's bounded tries, plus the stage's start (Python, TensorFlow, DVC): well under 2 min
     assert bound <= elapsed < bound + 60, elapsed
     assert snapshot(trained, MODEL_OUTPUTS) == before
+
+
+# ---------------------------------------------------------------------------- XLA that is not on
+
+
+@pytest.mark.e2e
+def test_xla_with_op_determinism_fails_in_one_line_naming_both_keys(
+    trained: Path, home: Path
+) -> None:
+    before = snapshot(trained, MODEL_OUTPUTS)
+    old = set_param(trained, "runner.jit_compile", True)
+    try:
+        started = time.monotonic()
+        failed = run(["dvc", "repro", "train_mlp@tiny_mlp"], trained, user_env(home), check=False)
+        elapsed = time.monotonic() - started
+    finally:
+        (trained / "params.yaml").write_bytes(old)
+    assert failed.returncode != 0 and elapsed < 120
+    one_error_line(failed, "runner.jit_compile: true", "runner.deterministic: false")
+    assert snapshot(trained, MODEL_OUTPUTS) == before
