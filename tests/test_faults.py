@@ -528,3 +528,20 @@ def test_xla_with_op_determinism_fails_in_one_line_naming_both_keys(
     assert failed.returncode != 0 and elapsed < 120
     one_error_line(failed, "runner.jit_compile: true", "runner.deterministic: false")
     assert snapshot(trained, MODEL_OUTPUTS) == before
+
+
+# ---------------------------------------------------------------------------- same weights, bytes
+
+
+@pytest.mark.e2e
+def test_two_trainings_in_two_folders_save_identical_bytes(
+    trained: Path, home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    other = copy_repository(tmp_path_factory.mktemp("elsewhere") / "clone")
+    (other / "params.yaml").write_bytes((trained / "params.yaml").read_bytes())
+    run(["dvc", "repro", "train_mlp@tiny_mlp"], other, user_env(home))
+    model = "models/tiny_mlp.keras"
+    assert snapshot(other, [model]) == snapshot(trained, [model])
+    lock = [yaml.safe_load((repo / "dvc.lock").read_text()) for repo in (trained, other)]
+    outs = [entry["stages"]["train_mlp@tiny_mlp"]["outs"] for entry in lock]
+    assert [o for o in outs[0] if o["path"] == model] == [o for o in outs[1] if o["path"] == model]
