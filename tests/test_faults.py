@@ -545,3 +545,29 @@ def test_two_trainings_in_two_folders_save_identical_bytes(
     lock = [yaml.safe_load((repo / "dvc.lock").read_text()) for repo in (trained, other)]
     outs = [entry["stages"]["train_mlp@tiny_mlp"]["outs"] for entry in lock]
     assert [o for o in outs[0] if o["path"] == model] == [o for o in outs[1] if o["path"] == model]
+
+
+# ---------------------------------------------------------------------------- telemetry
+
+
+@pytest.mark.e2e
+def test_make_ui_writes_nothing_into_the_home_folder(tmp_path: Path) -> None:
+    from tests.support import VENV_BIN, background_server, free_port
+
+    repo = copy_repository(tmp_path / "repo")
+    home = tmp_path / "home"
+    home.mkdir()
+    venv = VENV_BIN.parent
+    port = free_port()
+    # -o: take the venv as installed (the test must not reinstall it)
+    command = ["make", "-o", f"{venv}/.installed", "ui", f"VENV={venv}", f"PORT={port}"]
+    with background_server(command, f"http://127.0.0.1:{port}", tmp_path / "ui.log",
+                           user_env(home), repo):  # fmt: skip
+        assert requests_ok(f"http://127.0.0.1:{port}/health")
+    assert sorted(p.relative_to(home) for p in home.rglob("*")) == []
+
+
+def requests_ok(url: str) -> bool:
+    import requests
+
+    return requests.get(url, timeout=10).status_code == 200
