@@ -571,3 +571,39 @@ def requests_ok(url: str) -> bool:
     import requests
 
     return requests.get(url, timeout=10).status_code == 200
+
+
+# ---------------------------------------------------------------------------- killed writers
+
+KILLED_WRITER = (
+    "import os, signal, sys\n"
+    "from pathlib import Path\n"
+    "from pipeline import io\n"
+    "with io.atomic_path(Path(sys.argv[1])) as tmp:\n"
+    "    tmp.write_bytes(b'half')\n"
+    "    os.kill(os.getpid(), signal.SIGKILL)\n"
+)
+
+
+def test_the_next_write_removes_the_temp_file_of_a_killed_writer(tmp_path: Path) -> None:
+    target = tmp_path / "probabilities.npz"
+    target.write_bytes(b"last good")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(target)], cwd=paths_root(), timeout=60
+    )
+    assert killed.returncode == -9
+    (left,) = tmp_path.glob(".probabilities.*.npz")  # SIGKILL skips the cleanup
+    assert target.read_bytes() == b"last good"
+    from pipeline import io
+
+    with io.atomic_path(target) as tmp:
+        assert not left.exists()  # removed before the new write starts
+        tmp.write_bytes(b"new")
+    assert [p.name for p in tmp_path.iterdir()] == ["probabilities.npz"]
+    assert target.read_bytes() == b"new"
+
+
+def paths_root() -> Path:
+    from pipeline.paths import ROOT
+
+    return ROOT
