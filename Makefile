@@ -33,7 +33,7 @@ format: setup
 
 ui: setup  ## MLflow UI on http://127.0.0.1:5000 against the embedded store (pipeline/paths.py)
 	@$(PY) -c 'from pipeline.entry import print_runs_url; print_runs_url("http://$(HOST):$(PORT)")'
-	$(VENV)/bin/mlflow ui --host $(HOST) --port $(PORT) $$($(PY) -c 'from pipeline import paths; \
+	MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true $(VENV)/bin/mlflow ui --host $(HOST) --port $(PORT) $$($(PY) -c 'from pipeline import paths; \
 	    print(f"--backend-store-uri sqlite:///{paths.MLFLOW_DB} --default-artifact-root {paths.MLFLOW_ARTIFACTS}")')
 
 screenshots: setup  ## MLflow UI screenshots in docs/ (runs, confusion matrix, compare, charts; needs /usr/bin/chromium)

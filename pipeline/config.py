@@ -29,6 +29,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.dataclasses import dataclass
 from pydantic_core import PydanticCustomError
@@ -151,6 +152,17 @@ class RunnerConfig:
     deterministic: StrictBool
     logical_cpus: NonNegative
     backend: Literal["tensorflow", "jax"] = "tensorflow"
+
+    @model_validator(mode="after")
+    def _xla_needs_nondeterminism(self) -> RunnerConfig:
+        """Keras on TensorFlow silently compiles without XLA under op determinism; refuse the
+        pair instead of recording an XLA run that was none. (JAX is XLA and deterministic.)"""
+        if self.jit_compile is True and self.deterministic and self.backend == "tensorflow":
+            _fail(
+                ".jit_compile: true needs runner.deterministic: false (Keras turns XLA off under "
+                "TensorFlow's op determinism); set one of them to false, or jit_compile: auto"
+            )
+        return self
 
 
 @dataclass(frozen=True, config=_STRICT)

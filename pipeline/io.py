@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -23,8 +24,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale(path)
         fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent
+            prefix=f".{path.stem}.{os.getpid()}.", suffix=path.suffix, dir=path.parent
         )
         os.close(fd)
     except OSError as error:
@@ -38,6 +40,26 @@ def atomic_path(path: Path) -> Iterator[Path]:
         raise PipelineError(f"{path}: write failed ({error.strerror})") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _remove_stale(path: Path) -> None:
+    """Delete temporary files of `path` left by writers that no longer run (a SIGKILL skips
+    every `finally`); their names hold the writer's process id, so a live writer's file stays."""
+    prefix = f".{path.stem}."
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*{glob.escape(path.suffix)}"):
+        pid = stale.name[len(prefix) :].split(".", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def write_bytes(path: Path, data: bytes) -> None:

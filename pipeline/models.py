@@ -68,3 +68,52 @@ def load_model(path: Path) -> keras.Model:
     except Exception as error:  # noqa: BLE001 - Keras raises many types for a corrupt file
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DataError(f"{path}: not a loadable Keras model ({reason[:300]})") from None
+
+
+# A zip entry's fixed date (the earliest a zip can hold) and permissions in a saved model.
+_ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+_ZIP_MODE = 0o644 << 16
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """Save `model` as a .keras file whose bytes depend on its config and weights only.
+
+    Keras stamps the save time into metadata.json and the weights entry's zip date, and
+    numbers shared objects in config.json by their memory address, so two trainings of
+    identical weights gave different files (and DVC hashes). The archive is rewritten with those
+    fixed (shared objects numbered in order of appearance); `path` is a temporary path
+    (io.write_with makes it atomic).
+    """
+    import json
+    import zipfile
+
+    model.save(path)
+    with zipfile.ZipFile(path) as saved:
+        entries = [(info, saved.read(info)) for info in saved.infolist()]
+    with zipfile.ZipFile(path, "w") as fixed:
+        for info, data in entries:
+            if info.filename == "metadata.json":
+                metadata = json.loads(data)
+                metadata.pop("date_saved", None)
+                data = json.dumps(metadata, sort_keys=True).encode()
+            elif info.filename == "config.json":
+                data = json.dumps(_renumber_shared(json.loads(data), {})).encode()
+            entry = zipfile.ZipInfo(info.filename, date_time=_ZIP_EPOCH)
+            entry.compress_type = info.compress_type
+            entry.external_attr = _ZIP_MODE
+            fixed.writestr(entry, data)
+
+
+def _renumber_shared(node: object, numbers: dict[int, int]) -> object:
+    """`node` (a Keras config) with each `shared_object_id` replaced by 1, 2, ... in order."""
+    if isinstance(node, dict):
+        renumbered = {}
+        for key, value in node.items():
+            if key == "shared_object_id" and isinstance(value, int):
+                renumbered[key] = numbers.setdefault(value, len(numbers) + 1)
+            else:
+                renumbered[key] = _renumber_shared(value, numbers)
+        return renumbered
+    if isinstance(node, list):
+        return [_renumber_shared(value, numbers) for value in node]
+    return node

@@ -183,7 +183,9 @@ def _configure_tensorflow(runner: RunnerConfig) -> Runtime:
     policy = "float32"
     if runner.mixed_precision:
         policy = "mixed_float16" if device == "gpu" else "mixed_bfloat16"
-    jit = runner.jit_compile if runner.jit_compile != "auto" else device == "gpu"
+    # auto: XLA on GPU, unless op determinism is on, under which Keras compiles without it
+    auto = device == "gpu" and not runner.deterministic
+    jit = runner.jit_compile if runner.jit_compile != "auto" else auto
     strategy = _tf_strategy(runner.strategy, device)
     kind = "GPU" if device == "gpu" else "CPU"
     names = tuple(d.name for d in tf.config.list_logical_devices(kind))

@@ -318,8 +318,21 @@ def test_params_must_be_a_mapping(value: Any) -> None:
 
 @pytest.mark.parametrize("value", ["auto", True, False])
 def test_jit_compile_accepts_auto_true_false(value: Any) -> None:
-    jit = parse_params(mutated("runner.jit_compile", value)).runner.jit_compile
+    raw = mutated("runner.jit_compile", value)
+    raw["runner"]["deterministic"] = False  # true refuses XLA on TensorFlow (the next test)
+    jit = parse_params(raw).runner.jit_compile
     assert jit == value and type(jit) is type(value)
+
+
+def test_jit_compile_true_with_deterministic_names_both_keys() -> None:
+    raw = mutated("runner.jit_compile", True)
+    assert raw["runner"]["deterministic"] is True and raw["runner"]["backend"] == "tensorflow"
+    assert config_error(raw) == (
+        "runner.jit_compile: true needs runner.deterministic: false (Keras turns XLA off under "
+        "TensorFlow's op determinism); set one of them to false, or jit_compile: auto"
+    )
+    raw["runner"]["backend"] = "jax"  # XLA is JAX's only mode, deterministic by its flags
+    assert parse_params(raw).runner.jit_compile is True
 
 
 @pytest.mark.parametrize(

@@ -513,3 +513,102 @@ def test_a_server_that_never_answers_fails_training_within_seconds(
     # MLflow's bounded tries, plus the stage's start (Python, TensorFlow, DVC): well under 2 min
     assert bound <= elapsed < bound + 60, elapsed
     assert snapshot(trained, MODEL_OUTPUTS) == before
+
+
+# ---------------------------------------------------------------------------- XLA that is not on
+
+
+@pytest.mark.e2e
+def test_xla_with_op_determinism_fails_in_one_line_naming_both_keys(
+    trained: Path, home: Path
+) -> None:
+    before = snapshot(trained, MODEL_OUTPUTS)
+    old = set_param(trained, "runner.jit_compile", True)
+    try:
+        started = time.monotonic()
+        failed = run(["dvc", "repro", "train_mlp@tiny_mlp"], trained, user_env(home), check=False)
+        elapsed = time.monotonic() - started
+    finally:
+        (trained / "params.yaml").write_bytes(old)
+    assert failed.returncode != 0 and elapsed < 120
+    one_error_line(failed, "runner.jit_compile: true", "runner.deterministic: false")
+    assert snapshot(trained, MODEL_OUTPUTS) == before
+
+
+# ---------------------------------------------------------------------------- same weights, bytes
+
+
+@pytest.mark.e2e
+def test_two_trainings_in_two_folders_save_identical_bytes(
+    trained: Path, home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    other = copy_repository(tmp_path_factory.mktemp("elsewhere") / "clone")
+    (other / "params.yaml").write_bytes((trained / "params.yaml").read_bytes())
+    run(["dvc", "repro", "train_mlp@tiny_mlp"], other, user_env(home))
+    model = "models/tiny_mlp.keras"
+    assert snapshot(other, [model]) == snapshot(trained, [model])
+    lock = [yaml.safe_load((repo / "dvc.lock").read_text()) for repo in (trained, other)]
+    outs = [entry["stages"]["train_mlp@tiny_mlp"]["outs"] for entry in lock]
+    assert [o for o in outs[0] if o["path"] == model] == [o for o in outs[1] if o["path"] == model]
+
+
+# ---------------------------------------------------------------------------- telemetry
+
+
+@pytest.mark.e2e
+def test_make_ui_writes_nothing_into_the_home_folder(tmp_path: Path) -> None:
+    from tests.support import VENV_BIN, background_server, free_port
+
+    repo = copy_repository(tmp_path / "repo")
+    home = tmp_path / "home"
+    home.mkdir()
+    venv = VENV_BIN.parent
+    port = free_port()
+    # -o: take the venv as installed (the test must not reinstall it)
+    command = ["make", "-o", f"{venv}/.installed", "ui", f"VENV={venv}", f"PORT={port}"]
+    with background_server(command, f"http://127.0.0.1:{port}", tmp_path / "ui.log",
+                           user_env(home), repo):  # fmt: skip
+        assert requests_ok(f"http://127.0.0.1:{port}/health")
+    assert sorted(p.relative_to(home) for p in home.rglob("*")) == []
+
+
+def requests_ok(url: str) -> bool:
+    import requests
+
+    return requests.get(url, timeout=10).status_code == 200
+
+
+# ---------------------------------------------------------------------------- killed writers
+
+KILLED_WRITER = (
+    "import os, signal, sys\n"
+    "from pathlib import Path\n"
+    "from pipeline import io\n"
+    "with io.atomic_path(Path(sys.argv[1])) as tmp:\n"
+    "    tmp.write_bytes(b'half')\n"
+    "    os.kill(os.getpid(), signal.SIGKILL)\n"
+)
+
+
+def test_the_next_write_removes_the_temp_file_of_a_killed_writer(tmp_path: Path) -> None:
+    target = tmp_path / "probabilities.npz"
+    target.write_bytes(b"last good")
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLED_WRITER, str(target)], cwd=paths_root(), timeout=60
+    )
+    assert killed.returncode == -9
+    (left,) = tmp_path.glob(".probabilities.*.npz")  # SIGKILL skips the cleanup
+    assert target.read_bytes() == b"last good"
+    from pipeline import io
+
+    with io.atomic_path(target) as tmp:
+        assert not left.exists()  # removed before the new write starts
+        tmp.write_bytes(b"new")
+    assert [p.name for p in tmp_path.iterdir()] == ["probabilities.npz"]
+    assert target.read_bytes() == b"new"
+
+
+def paths_root() -> Path:
+    from pipeline.paths import ROOT
+
+    return ROOT

@@ -85,7 +85,7 @@ def build_trainee(
 
 
 def main(params: Params, name: str) -> None:
-    from pipeline import data, io, paths, provenance, runner, tracking, training
+    from pipeline import data, io, models, paths, provenance, runner, tracking, training
 
     spec, replicate = params.replicate(name)
     seed = training.replicate_seed(params.seed, replicate)  # params.seed for replicate 0
@@ -122,7 +122,7 @@ def main(params: Params, name: str) -> None:
 
         summary = training.summarize(history, model.count_params())
         model_path = paths.model_file(name)
-        io.write_with(model_path, model.save)
+        io.write_with(model_path, lambda temporary: models.save_model(model, temporary))
         io.write_text(paths.model_reports(name) / "history.csv", history.to_csv(index=False))
         io.write_json(paths.model_reports(name) / "train.json", summary)
         log.info("%s: %s", name, summary)
