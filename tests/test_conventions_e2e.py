@@ -172,7 +172,9 @@ def test_dvc_plots_draw_offline(repo: Path, tmp_path: Path, browser) -> None:  #
 
 
 def test_make_ui_link_opens_the_runs_and_model_training_is_remembered(
-    repo: Path, tmp_path: Path, browser  # noqa: ANN001
+    repo: Path,
+    tmp_path: Path,
+    browser,  # noqa: ANN001
 ) -> None:
     port = free_port()
     venv = VENV_BIN.parent
@@ -191,10 +193,13 @@ def test_make_ui_link_opens_the_runs_and_model_training_is_remembered(
             page.goto(printed.group(1))
             for name in MODELS:
                 page.get_by_text(name, exact=True).first.wait_for(timeout=90_000)
-            # The README's one click: the sidebar's "Model training", which the browser keeps.
+            # The README's one click: the sidebar's "Model training", which the browser keeps:
+            # a new page's experiment list then opens the experiment on its runs.
             page.get_by_text("Model training", exact=True).first.click()
+            page = context.new_page()
             page.goto(f"{url}/#/experiments")
-            page.get_by_text("mnist-pipeline", exact=True).first.click()
+            row = page.locator(f'a[href^="#/experiments/{experiment.experiment_id}"]')
+            row.get_by_text("mnist-pipeline", exact=True).click()
             for name in MODELS:
                 page.get_by_text(name, exact=True).first.wait_for(timeout=90_000)
             assert f"/experiments/{experiment.experiment_id}/runs" in page.url
