@@ -60,8 +60,8 @@ _ALIAS_LIMIT = 255
 # MLflow caps one param value at 6000 characters (and batches params by 100 itself).
 _PARAM_VALUE_LIMIT = 6000
 # MLflow's own tag and value for a classic model-training experiment. (MLflow 3.17's UI still
-# opens experiments as its GenAI / Model training switch says, GenAI by default; the README's
-# link adds ?workflowType=machine_learning.)
+# opens experiments as its GenAI / Model training switch says, GenAI by default; the browser
+# remembers one click on Model training, as the README says.)
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 EXPERIMENT_KIND = "custom_model_development"
 # The train, validation and test arrays of the processed data set, as MLflow dataset inputs.
