@@ -22,8 +22,8 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 repro: setup  ## download MNIST, train every model, evaluate, report
 	PATH=$(abspath $(VENV))/bin:$$PATH dvc repro
 
-test: setup  ## the whole test suite (unit + end-to-end dvc repro on a small subset)
-	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m pytest
+test: setup  ## the whole test suite (unit + end-to-end dvc repro on a small subset), a module per core
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m pytest -n 2 --dist loadfile --durations=25
 
 lint: setup
 	$(VENV)/bin/ruff check pipeline tests tools && $(VENV)/bin/ruff format --check pipeline tests tools
