@@ -29,12 +29,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import io, paths
+from pipeline import io, metrics, paths
 from pipeline.entry import exit_code
 from pipeline.errors import PipelineError
 
 DEFAULT_OUTPUT = paths.REPORTS_DIR / "sweep.md"
-CONFIDENCE = 0.95
 SIGNIFICANCE = 0.05
 BEST_MARK = "best on validation"
 
@@ -141,30 +140,18 @@ def param_text(value: Any) -> str:
     return json.dumps(value)
 
 
-def _wilson(correct: int, total: int) -> tuple[float, float]:
-    """The 95% Wilson score interval of `correct` of `total` (scipy's binomtest)."""
-    from scipy.stats import binomtest
-
-    interval = binomtest(correct, total).proportion_ci(CONFIDENCE, method="wilson")
-    return float(interval.low), float(interval.high)
-
-
 def mcnemar(baseline: np.ndarray, other: np.ndarray) -> tuple[int, int, float]:
     """McNemar's exact test on paired right/wrong answers: (baseline only right, other only
     right, two-sided p); p is 1 without discordant pairs."""
-    from scipy.stats import binomtest
-
     if baseline.shape != other.shape:
         raise SweepError(f"{len(baseline)} and {len(other)} images: not the same split")
     lost = int(np.sum(baseline & ~other))
     gained = int(np.sum(~baseline & other))
-    if lost + gained == 0:
-        return lost, gained, 1.0
-    return lost, gained, float(binomtest(gained, lost + gained, 0.5).pvalue)
+    return lost, gained, metrics.mcnemar_p(lost, gained)
 
 
 def _accuracy(correct: np.ndarray) -> str:
-    low, high = _wilson(int(correct.sum()), len(correct))
+    low, high = metrics.accuracy_interval(int(correct.sum()), len(correct))
     return f"{correct.mean():.2%} [{low:.2%}, {high:.2%}]"
 
 

@@ -3,8 +3,6 @@ interval, McNemar's test and the table with the best on validation marked."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -85,17 +83,6 @@ def test_changed_params_and_the_model_they_name() -> None:
 )
 def test_params_print_as_yaml_wrote_them(value: object, text: str) -> None:
     assert sweep.param_text(value) == text
-
-
-def test_wilson_interval_of_9850_of_10000_matches_the_closed_form() -> None:
-    # Wilson (1927): (p + z²/2n ± z·sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n), z = 1.959964
-    n, p, z = 10_000, 0.985, 1.959963984540054
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    low, high = sweep._wilson(9850, 10_000)
-    assert low == pytest.approx(centre - half, abs=1e-9)
-    assert high == pytest.approx(centre + half, abs=1e-9)
-    assert (round(low, 5), round(high, 5)) == (0.98242, 0.9872)
 
 
 def test_mcnemar_exact_on_the_discordant_pairs() -> None:
