@@ -32,7 +32,8 @@ format: setup
 	$(VENV)/bin/ruff format pipeline tests tools && $(VENV)/bin/ruff check --fix pipeline tests tools
 
 ui: setup  ## MLflow UI on http://127.0.0.1:5000 against the embedded store (pipeline/paths.py)
-	@$(PY) -c 'from pipeline.entry import print_runs_url; print_runs_url("http://$(HOST):$(PORT)")'
+	@# KERAS_HOME: Keras, loaded with pipeline.tracking, writes its config there, not in ~/.keras
+	@KERAS_HOME=$(abspath $(VENV))/keras $(PY) -c 'from pipeline.entry import print_runs_url; print_runs_url("http://$(HOST):$(PORT)")'
 	MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true $(VENV)/bin/mlflow ui --host $(HOST) --port $(PORT) $$($(PY) -c 'from pipeline import paths; \
 	    print(f"--backend-store-uri sqlite:///{paths.MLFLOW_DB} --default-artifact-root {paths.MLFLOW_ARTIFACTS}")')
 

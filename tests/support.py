@@ -80,7 +80,13 @@ def mnist_mirror() -> Path:
 def command_env(mirror: Path | None = None, **extra: str) -> dict[str, str]:
     """What a stage or dvc command gets: this venv first on PATH, no outer DVC/MLflow settings,
     a git identity, `mirror` as MNIST_MIRROR; then `extra`. (The stages quiet TensorFlow.)"""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DVC_", "MLFLOW_"))}
+    # No outer DVC/MLflow settings, and TensorFlow's log level as a user has it (unset), not one
+    # an earlier test of this process set.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DVC_", "MLFLOW_")) and k != "TF_CPP_MIN_LOG_LEVEL"
+    }
     env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
     for key in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME"):
         env.setdefault(key, "pipeline")
