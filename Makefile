@@ -32,8 +32,9 @@ format: setup
 	$(VENV)/bin/ruff format pipeline tests tools && $(VENV)/bin/ruff check --fix pipeline tests tools
 
 ui: setup  ## MLflow UI on http://127.0.0.1:5000 against the embedded store (pipeline/paths.py)
-	@# KERAS_HOME: Keras, loaded with pipeline.tracking, writes its config there, not in ~/.keras
-	@KERAS_HOME=$(abspath $(VENV))/keras $(PY) -c 'from pipeline.entry import print_runs_url; print_runs_url("http://$(HOST):$(PORT)")'
+	@# Keras and matplotlib, loaded with pipeline.tracking, keep their config and font cache in
+	@# the venv, not in the home folder
+	@KERAS_HOME=$(abspath $(VENV))/keras MPLCONFIGDIR=$(abspath $(VENV))/matplotlib $(PY) -c 'from pipeline.entry import print_runs_url; print_runs_url("http://$(HOST):$(PORT)")'
 	MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true $(VENV)/bin/mlflow ui --host $(HOST) --port $(PORT) $$($(PY) -c 'from pipeline import paths; \
 	    print(f"--backend-store-uri sqlite:///{paths.MLFLOW_DB} --default-artifact-root {paths.MLFLOW_ARTIFACTS}")')
 
